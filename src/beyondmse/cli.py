@@ -1,0 +1,306 @@
+"""The ``beyondmse`` command line (see DESIGN.md, "The command line")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _parse_params(items: list[str] | None) -> dict:
+    """``--param key=value`` pairs; values are parsed as JSON when possible (numbers, bools)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--param expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def summarize(records: list[dict], metrics=("mae", "rmse", "r2")) -> list[dict]:
+    """Per (dataset, method): mean and 2-sigma (2 x sample std) of each metric over seeds."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["method"]), []).append(r)
+    rows = []
+    for (ds, method), rs in groups.items():
+        row = {"dataset": ds, "method": method, "seeds": len(rs)}
+        for m in metrics:
+            vals = np.array([r["metrics"][m] for r in rs], dtype=float)
+            row[m] = float(vals.mean())
+            row[m + "_2sd"] = float(2 * vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        row["fit_seconds"] = float(np.mean([r["fit_seconds"] for r in rs]))
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict], metrics=("mae", "rmse", "r2"), baseline: str | None = "ls") -> str:
+    """A plain-text table, one line per method, with a verdict against ``baseline`` on MAE."""
+    head = f"{'dataset':<18}{'method':<20}" + "".join(f"{m.upper() + ' (mean ± 2sd)':>24}" for m in metrics)
+    lines = [head + f"{'fit s':>8}  vs " + (baseline or "-"), "-" * (len(head) + 20)]
+    base = {r["dataset"]: r for r in rows if r["method"] == baseline}
+    for r in rows:
+        cells = "".join(f"{r[m]:>14.4f} ± {r[m + '_2sd']:<7.4f}" for m in metrics)
+        verdict = ""
+        if r["dataset"] in base and r["method"] != baseline:
+            b = base[r["dataset"]]
+            verdict = "better" if r["mae"] < b["mae"] - 1e-12 else "not better"
+            verdict += f" ({(r['mae'] / b['mae'] - 1) * 100:+.1f}% MAE)"
+        lines.append(f"{r['dataset']:<18}{r['method']:<20}{cells}{r['fit_seconds']:>8.1f}  {verdict}")
+    return "\n".join(lines)
+
+
+def plot_summary(rows: list[dict], path: Path, metric: str = "mae") -> Path:
+    """Bar chart of ``metric`` (mean with 2-sigma error bars) per method, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(1.2 + 1.1 * len(rows) / len(datasets) * len(datasets), 3.6),
+                             squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        sub = [r for r in rows if r["dataset"] == ds]
+        err = [0 if np.isnan(r[metric + "_2sd"]) else r[metric + "_2sd"] for r in sub]
+        ax.bar(range(len(sub)), [r[metric] for r in sub], yerr=err, capsize=3,
+               color=["#888888" if r["method"].startswith("sk-") else "#3b75af" for r in sub])
+        ax.set_xticks(range(len(sub)), [r["method"] for r in sub], rotation=45, ha="right")
+        ax.set_title(ds)
+        ax.set_ylabel(f"test {metric.upper()} (targets scaled to [0, 1])")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_datasets(args) -> int:
+    from .data import DATASETS
+
+    print(f"{'name':<20}{'size':<32}{'where it loads from here'}")
+    for name, entry in sorted(DATASETS.items()):
+        print(f"{name:<20}{entry.size:<32}{entry.where()}")
+        if args.verbose:
+            print(f"{'':<20}{entry.summary}")
+    print("\nAlso: any CSV/Parquet file (--dataset path --target column) and openml:<id> "
+          "(downloaded once into the user cache).")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .data import load_dataset
+    from .experiment import run_experiment
+
+    params = _parse_params(args.param)
+    ds = load_dataset(args.dataset, target=args.target)
+    records = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        rec = run_experiment(ds, args.method, seed, epochs=args.epochs, params=params,
+                             protocol=args.protocol, progress=not args.quiet)
+        records.append(rec)
+        m = rec["metrics"]
+        print(f"seed {seed}: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  R2 {m['r2']:.4f}  "
+              f"({rec['fit_seconds']:.1f} s, {rec['epochs']} epochs)", flush=True)
+    print()
+    print(format_table(summarize(records), baseline=None))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        slim = [{k: v for k, v in r.items() if k != "history"} for r in records]
+        path.write_text(json.dumps(slim if len(slim) > 1 else slim[0], indent=1))
+        print(f"\nwrote {path}")
+    return 0
+
+
+def _csv(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _suite_from_args(args):
+    from .bench import adhoc_suite, get_suite
+
+    seeds = args.seeds
+    if args.suite and (args.datasets or args.methods):
+        raise ValueError("give either --suite or --datasets/--methods, not both")
+    if args.suite:
+        if args.param:
+            raise ValueError("--param applies to ad-hoc suites (--datasets/--methods); put it in a suite file")
+        suite = get_suite(args.suite, seeds=seeds, epochs=args.epochs)
+    elif args.datasets and args.methods:
+        suite = adhoc_suite(_csv(args.datasets), _csv(args.methods), seeds=seeds if seeds is not None else 3,
+                            epochs=args.epochs, params=_parse_params(args.param), protocol=args.protocol,
+                            baseline=args.baseline)
+    else:
+        raise ValueError("bench needs --suite NAME|FILE.toml, or both --datasets and --methods")
+    if args.baseline:
+        suite.baseline = args.baseline
+    return suite
+
+
+def _bench(suite, store_path, *, jobs, executor, quiet=False, tune=None, retry_failed=True, diagnostics=True,
+           ray_address=None):
+    from .bench import ResultStore, run_suite
+
+    store = ResultStore(store_path)
+    print(f"beyondmse bench: suite {suite.name!r} ({len(suite)} runs) -> {store.path}", flush=True)
+    for reason in suite.skipped:
+        print(f"  left out: {reason}", flush=True)
+    if tune:
+        from .bench.tune import tune_suite
+
+        suite = tune_suite(suite, tune, store, log=lambda msg: print("  " + msg, flush=True))
+    result = run_suite(suite, store, jobs=jobs, executor=executor, progress=not quiet, retry_failed=retry_failed,
+                       diagnostics=diagnostics, ray_address=ray_address)
+    print(result.line(), flush=True)
+    for what, err in result.errors[:20]:
+        print(f"  failed: {what}: {err}", flush=True)
+    return suite, result
+
+
+def cmd_bench(args) -> int:
+    suite = _suite_from_args(args)
+    suite, result = _bench(suite, args.store, jobs=args.jobs, executor=args.executor, quiet=args.quiet,
+                           tune=args.tune, retry_failed=not args.no_retry_failed,
+                           diagnostics=not args.no_diagnostics, ray_address=args.ray_address)
+    if args.report:
+        from .bench import write_report
+
+        out = write_report(args.store, args.report, suite=suite)
+        print(f"wrote {out['report']}")
+    return 0 if result.lost == 0 else 1
+
+
+def cmd_report(args) -> int:
+    from .bench import get_suite, write_report
+
+    suite = get_suite(args.suite) if args.suite else None
+    out = write_report(args.store, args.out, suite=suite, baseline=args.baseline, family=not args.no_family)
+    print(out["text"])
+    print(f"wrote {out['report']} and {len(out['figures'])} figure(s) in {Path(args.out)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import os
+    import time
+
+    from .bench import adhoc_suite, get_suite, write_report
+    from .bench.suites import QUICK_METHODS
+
+    start = time.perf_counter()
+    if args.dataset == "diamonds":
+        suite = get_suite("quick", seeds=args.seeds, epochs=args.epochs)
+    else:
+        from .methods import available_methods
+
+        known = set(available_methods())
+        methods = [m for m in QUICK_METHODS if parse_method_safe(m) in known]
+        suite = adhoc_suite([args.dataset], methods, seeds=args.seeds, epochs=args.epochs, name="demo")
+    out = Path(args.out)
+    jobs = args.jobs or max(1, min(2, os.cpu_count() or 1))
+    _bench(suite, out / "results.sqlite", jobs=jobs, executor="local", quiet=args.quiet)
+    rep = write_report(out / "results.sqlite", out, suite=suite, title=f"beyondmse demo: {args.dataset}")
+    print()
+    print(rep["text"])
+    print(f"wrote {rep['report']} and {len(rep['figures'])} figure(s) ({time.perf_counter() - start:.0f} s in all)")
+    return 0
+
+
+def parse_method_safe(name, parse_method=None) -> str | None:
+    if parse_method is None:
+        from .methods import parse_method
+    try:
+        base, _ = parse_method(name)
+        return base
+    except ValueError:
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="beyondmse", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="offline demo: `bench --suite quick` + `report` on the embedded diamonds data")
+    d.add_argument("--dataset", default="diamonds")
+    d.add_argument("--seeds", type=int, default=3)
+    d.add_argument("--epochs", type=int, default=None, help="epoch cap (default: the quick suite's)")
+    d.add_argument("--jobs", type=int, default=None, help="parallel runs (default: min(2, cores))")
+    d.add_argument("--out", default="beyondmse-demo")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("datasets", help="list the datasets and where they load from here")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_datasets)
+
+    r = sub.add_parser("run", help="train and evaluate one method on one dataset over seeds")
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--target", help="target column(s) for a CSV/Parquet file or OpenML", default=None)
+    r.add_argument("--method", required=True)
+    r.add_argument("--seeds", type=int, default=1)
+    r.add_argument("--seed", type=int, default=0, help="first seed")
+    r.add_argument("--epochs", type=int, default=None)
+    r.add_argument("--protocol", default=None, choices=["paper", "default", "predefined"])
+    r.add_argument("--param", action="append", help="key=value (trunk, trainer or recipe knob)")
+    r.add_argument("--json", default=None)
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bench", help="run a suite of runs into a results store (resumable)")
+    b.add_argument("--suite", help="quick, bb-tabular, softstep-synthetic, tightness-coords, all, or a .toml file")
+    b.add_argument("--datasets", help="comma-separated datasets (ad-hoc suite, with --methods)")
+    b.add_argument("--methods", help="comma-separated methods (ad-hoc suite, with --datasets)")
+    b.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the suite's; 3 ad hoc)")
+    b.add_argument("--epochs", type=int, default=None, help="epoch cap (default: the suite's)")
+    b.add_argument("--param", action="append", help="key=value for every torch method of an ad-hoc suite")
+    b.add_argument("--protocol", default=None, choices=["paper", "default", "predefined"])
+    b.add_argument("--baseline", default=None, help="method the others are tested against (default: ls)")
+    b.add_argument("--jobs", type=int, default=1, help="runs in parallel (local processes or Ray tasks)")
+    b.add_argument("--executor", default="local", choices=["local", "ray"])
+    b.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local Ray instance)")
+    b.add_argument("--store", default="results.sqlite", help="SQLite results store (created if missing)")
+    b.add_argument("--tune", type=int, default=None, metavar="TRIALS",
+                   help="first search lr and loss weights on the validation split (Optuna), then run all seeds")
+    b.add_argument("--no-retry-failed", action="store_true", help="skip runs recorded as failed too")
+    b.add_argument("--no-diagnostics", action="store_true", help="skip ordinality/volume of embeddings")
+    b.add_argument("--report", default=None, metavar="DIR", help="also write the report into DIR")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_bench)
+
+    rp = sub.add_parser("report", help="Markdown report + PNG figures from a results store")
+    rp.add_argument("--store", default="results.sqlite")
+    rp.add_argument("--out", default="beyondmse-report")
+    rp.add_argument("--suite", default=None, help="only this suite's runs (and its published numbers)")
+    rp.add_argument("--baseline", default=None)
+    rp.add_argument("--no-family", action="store_true", help="skip the family figures")
+    rp.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .bench.runner import ExecutorUnavailable
+    from .bench.tune import TuneUnavailable
+
+    try:
+        return args.func(args)
+    except (ValueError, ExecutorUnavailable, TuneUnavailable) as err:
+        print(f"beyondmse: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nbeyondmse: interrupted; finished runs are in the store, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

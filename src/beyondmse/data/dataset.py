@@ -1,0 +1,85 @@
+"""The in-memory dataset every loader returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Dataset:
+    """Features and raw targets of one dataset, before any split or scaling.
+
+    Attributes
+    ----------
+    name : str
+    X : ndarray, float32, shape (N, p) for tables or (N, C, H, W) for images
+        Categorical columns are already encoded (ordinal codes for ordered categories,
+        one-hot otherwise).
+    y : ndarray, float64, shape (N, m)
+        Targets in their original units.
+    feature_names, target_names : list of str
+    source : str
+        Where the data came from (a path, ``embedded``, ``openml:ID``, ``generated``).
+    split : ndarray of str or None, shape (N,)
+        A predefined split (``"train"``, ``"val"``, ``"test"`` per row), used by the
+        ``"predefined"`` protocol.
+    paper_sizes : (int, int, int) or None
+        Fixed train/val/test sizes of the paper protocol for this dataset.
+    target_scaling : {"minmax", "none"}
+        ``"minmax"`` (default) scales targets to [0, 1] on the training split (the papers'
+        convention; metrics are then on that scale); ``"none"`` keeps raw units (e.g. the
+        coordinate-prediction tasks, whose published MSEs are in raw coordinates).
+    extras : dict
+        Anything else a task carries (e.g. the intrinsic ``color`` parameter of a manifold).
+    """
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+    target_names: list[str]
+    source: str
+    split: np.ndarray | None = None
+    paper_sizes: tuple[int, int, int] | None = None
+    target_scaling: str = "minmax"
+    extras: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.X = np.asarray(self.X, dtype=np.float32)
+        y = np.asarray(self.y, dtype=np.float64)
+        self.y = y[:, None] if y.ndim == 1 else y
+        validate_arrays(self.X, self.y, what=f"dataset {self.name!r}")
+        if self.target_scaling not in ("minmax", "none"):
+            raise ValueError(f"target_scaling must be 'minmax' or 'none', got {self.target_scaling!r}")
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.X)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.X.shape[1:])
+
+    @property
+    def target_dim(self) -> int:
+        return self.y.shape[1]
+
+
+def validate_arrays(X: np.ndarray, y: np.ndarray, what: str = "data") -> None:
+    """ValueError naming the problem for empty data, mismatched lengths or NaN/inf values."""
+    if X.shape[0] == 0 or y.shape[0] == 0:
+        raise ValueError(f"{what} is empty")
+    if X.ndim < 2 or X.shape[1] == 0:
+        raise ValueError(f"{what} has no feature columns (X shape {X.shape})")
+    if y.ndim != 2 or y.shape[1] == 0:
+        raise ValueError(f"{what} targets must be (N, m) with m >= 1, got shape {y.shape}")
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"{what}: features have {X.shape[0]} rows but targets have {y.shape[0]}")
+    if not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[0]
+        raise ValueError(f"{what} features contain NaN or inf (first at row {bad[0]}, column {bad[1]})")
+    if not np.isfinite(y).all():
+        bad = np.argwhere(~np.isfinite(y))[0]
+        raise ValueError(f"{what} targets contain NaN or inf (first at row {bad[0]})")

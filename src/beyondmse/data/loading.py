@@ -1,0 +1,52 @@
+"""``load_dataset``: a registered name, ``openml:ID``, or a user CSV/Parquet file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .dataset import Dataset
+from .registry import DATASETS
+from .sources import fetch_openml_frame
+from .tables import frame_to_dataset, read_table
+
+
+def load_dataset(name: str, *, target: str | list[str] | None = None, download: bool = True) -> Dataset:
+    """Load a dataset by registered name, ``"openml:<id>"`` or file path.
+
+    Parameters
+    ----------
+    name : str
+        A name from ``beyondmse datasets`` (e.g. ``"diamonds"``, ``"diamonds-num"``),
+        ``"openml:<id>"`` (downloaded once into the user cache), or a path to a CSV/Parquet file.
+    target : str or list of str, optional
+        Target column(s); required for files, optional for OpenML (defaults to its target).
+    download : bool
+        Allow OpenML downloads (the cache is always tried first).
+
+    >>> ds = load_dataset("diamonds-num")
+    >>> ds.X.shape, ds.target_names
+    ((53940, 6), ['price'])
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
+    if name in DATASETS:
+        if target is not None:
+            raise ValueError(f"dataset {name!r} has a fixed target; --target is for files and OpenML")
+        return DATASETS[name].load()
+    if name.startswith("openml:"):
+        try:
+            data_id = int(name.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"expected openml:<integer id>, got {name!r}") from None
+        frame, meta = fetch_openml_frame(data_id, download=download)
+        target = target or meta.get("target")
+        if target is None:
+            raise ValueError(f"OpenML dataset {data_id} has no default target; pass target=")
+        return frame_to_dataset(frame, target, name=f"openml:{data_id}", source=f"openml:{data_id}")
+    path = Path(name).expanduser()
+    if path.suffix or path.exists():
+        if target is None:
+            raise ValueError(f"loading the file {name!r} needs a target column (--target COLUMN)")
+        return frame_to_dataset(read_table(path), target, name=path.name, source=str(path))
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))} "
+                     "(or openml:<id>, or a .csv/.parquet path)")

@@ -1,0 +1,99 @@
+"""Turning a table (pandas DataFrame) into a :class:`Dataset`: target selection, categorical
+encoding and the numeric "paper" variant (Grinsztajn et al.'s numerical-feature rule)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .dataset import Dataset
+
+#: Grinsztajn et al. (2022) treat a numeric column with fewer unique values than this as
+#: categorical and drop it from the numerical-feature benchmarks.
+MIN_UNIQUE_NUMERIC = 10
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (optionally gzipped) or Parquet file; ValueError for other formats."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such data file: {path}")
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv", ".tsv.gz")):
+        sep = "\t" if ".tsv" in suffixes else ","
+        return pd.read_csv(path, sep=sep)
+    if suffixes.endswith(".parquet"):
+        try:
+            return pd.read_parquet(path)
+        except ImportError as err:
+            raise ValueError(f"reading {path} needs pyarrow: pip install pyarrow") from err
+    raise ValueError(f"unsupported file type {path.name!r}; use .csv, .csv.gz, .tsv or .parquet")
+
+
+def paper_numeric_columns(frame: pd.DataFrame, targets: Sequence[str]) -> list[str]:
+    """Columns kept by the numeric paper variant: numeric and with >= ``MIN_UNIQUE_NUMERIC`` values."""
+    keep = []
+    for col in frame.columns:
+        if col in targets or not pd.api.types.is_numeric_dtype(frame[col]):
+            continue
+        if frame[col].nunique() >= MIN_UNIQUE_NUMERIC:
+            keep.append(col)
+    return keep
+
+
+def frame_to_dataset(frame: pd.DataFrame, targets: str | Sequence[str], *, name: str, source: str,
+                     features: Sequence[str] | None = None, drop: Sequence[str] = (),
+                     categorical_orders: Mapping[str, Sequence[str]] | None = None,
+                     **dataset_kwargs) -> Dataset:
+    """Build a :class:`Dataset` from a DataFrame.
+
+    Ordered categories (``categorical_orders``) become integer codes in that order; other
+    string columns are one-hot encoded. Missing values, a missing target column or a
+    non-numeric target raise ValueError naming the column.
+    """
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    categorical_orders = dict(categorical_orders or {})
+    if len(frame) == 0:
+        raise ValueError(f"dataset {name!r} is empty")
+    missing = [t for t in targets if t not in frame.columns]
+    if missing:
+        raise ValueError(f"target column(s) {missing} not in {name!r}; columns are {list(frame.columns)}")
+    for t in targets:
+        if not pd.api.types.is_numeric_dtype(frame[t]):
+            raise ValueError(f"target column {t!r} of {name!r} is not numeric (dtype {frame[t].dtype})")
+    if features is None:
+        features = [c for c in frame.columns if c not in targets and c not in drop]
+    else:
+        absent = [c for c in features if c not in frame.columns]
+        if absent:
+            raise ValueError(f"feature column(s) {absent} not in {name!r}")
+    if not features:
+        raise ValueError(f"dataset {name!r} has no feature columns")
+    used = frame[list(features) + targets]
+    if used.isna().any().any():
+        bad = used.columns[used.isna().any()].tolist()
+        raise ValueError(f"dataset {name!r} has missing values in column(s) {bad}")
+    parts, names = [], []
+    for col in features:
+        series = frame[col]
+        if col in categorical_orders:
+            order = list(categorical_orders[col])
+            unknown = set(series.unique()) - set(order)
+            if unknown:
+                raise ValueError(f"column {col!r} has categories {sorted(unknown)} outside its order {order}")
+            parts.append(series.map({v: i for i, v in enumerate(order)}).to_numpy(np.float32)[:, None])
+            names.append(col)
+        elif pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            parts.append(series.to_numpy(np.float32)[:, None])
+            names.append(col)
+        else:
+            dummies = pd.get_dummies(series.astype(str), prefix=col, dtype=np.float32)
+            parts.append(dummies.to_numpy())
+            names.extend(dummies.columns)
+    X = np.concatenate(parts, axis=1)
+    y = frame[targets].to_numpy(np.float64)
+    return Dataset(name=name, X=X, y=y, feature_names=names, target_names=targets, source=source,
+                   **dataset_kwargs)

@@ -1,0 +1,114 @@
+"""One run: (dataset, method, parameters, seed) -> a JSON-ready record.
+
+The record format (DESIGN.md): ``{"dataset", "method", "seed", "params", "metrics": {"mae",
+"rmse", "r2", ...}, "fit_seconds", "epochs"}`` plus ``protocol``, ``sizes``, ``best_epoch``,
+``history`` (the learning curve) and ``val_metrics``. Metrics are computed on the scaled
+targets (labels min-max scaled to [0, 1] on the training split, unless the dataset keeps raw
+units), on the test split; the validation split is the only one used for any choice.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .data import Dataset, Splits, load_dataset, make_splits
+from .methods import PEERS, build_model, parse_method, split_params
+from .train import Trainer, seed_everything
+
+
+def _scores(splits: Splits, pred_test: np.ndarray) -> dict[str, float]:
+    out = M.regression_report(splits.y_test, pred_test, splits.y_train)
+    raw_true = splits.inverse_y(splits.y_test)
+    if (raw_true > 0).all():
+        out["delta_1"] = M.delta_1(raw_true, splits.inverse_y(pred_test))
+    return out
+
+
+def _run_peer(name: str, knobs: dict, splits: Splits, seed: int) -> tuple[dict, dict, float]:
+    peer = PEERS[name]
+    start = time.perf_counter()
+    ytr = splits.y_train  # (n, m): every peer estimator takes 2-D targets
+    chosen = dict(knobs)
+    if peer.select is not None:
+        key, candidates = peer.select
+        candidates = [c for c in candidates if key != "n_neighbors" or c <= len(splits.X_train)]
+        scores = {}
+        for value in candidates:
+            est = peer.make({**knobs, key: value}, seed).fit(splits.X_train, ytr)
+            scores[value] = M.mae(splits.y_val, est.predict(splits.X_val).reshape(splits.y_val.shape))
+        chosen[key] = min(scores, key=scores.get)
+    est = peer.make(chosen, seed).fit(splits.X_train, ytr)
+    fit_seconds = time.perf_counter() - start
+    pred_val = est.predict(splits.X_val).reshape(splits.y_val.shape)
+    val = {"mae": M.mae(splits.y_val, pred_val)}
+    pred_test = est.predict(splits.X_test).reshape(splits.y_test.shape)
+    return chosen, {"metrics": _scores(splits, pred_test), "val_metrics": val}, fit_seconds
+
+
+def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs: int | None = None,
+                   params: dict[str, Any] | None = None, protocol: str | None = None,
+                   splits: Splits | None = None, device: str | None = None, progress: bool = False,
+                   diagnostics: bool = True) -> dict[str, Any]:
+    """Train and evaluate ``method`` on ``dataset`` with ``seed``; returns the run record.
+
+    Parameters
+    ----------
+    dataset : str or Dataset
+        A registered name, ``openml:<id>``, or a loaded :class:`Dataset`.
+    method : str
+        A recipe (``beyondmse.methods.available_methods()``), optionally with ``+reg`` suffixes.
+    seed : int
+        Seeds the split, the initialisation and the mini-batch order.
+    epochs : int, optional
+        Maximum epochs (early stopping on validation MAE still applies); default: the recipe's.
+    params : dict, optional
+        Trunk, trainer and recipe knobs (see :func:`beyondmse.methods.split_params`).
+    protocol : str, optional
+        Split protocol (see :mod:`beyondmse.data.splits`).
+    splits : Splits, optional
+        Precomputed splits (skips loading and splitting).
+    diagnostics : bool
+        Also report ordinality (Spearman/Kendall) and volume of test embeddings (torch methods).
+    """
+    base, _ = parse_method(method)
+    params = dict(params or {})
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if splits is None:
+        ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
+        splits = make_splits(ds, seed=seed, protocol=protocol)
+    record: dict[str, Any] = {"dataset": splits.name, "method": method, "seed": seed,
+                              "protocol": splits.protocol, "sizes": list(splits.sizes)}
+    if base in PEERS:
+        _, _, knobs = split_params(method, params)
+        chosen, result, fit_seconds = _run_peer(base, knobs, splits, seed)
+        record.update(params=chosen, fit_seconds=fit_seconds, epochs=None, **result)
+        return record
+
+    seed_everything(seed)
+    model, trainer_kw = build_model(method, splits.X_train.shape[1:], splits.y_train.shape[1], params)
+    if epochs is not None:
+        trainer_kw["max_epochs"] = epochs
+    trainer = Trainer(seed=seed, device=device, progress=progress, **trainer_kw)
+    hist = trainer.fit(model, splits.X_train, splits.y_train, splits.X_val, splits.y_val)
+    pred_test = trainer.predict(model, splits.X_test).cpu().numpy()
+    pred_val = trainer.predict(model, splits.X_val).cpu().numpy()
+    trunk_kw, _, knobs = split_params(method, params)
+    resolved = {**trunk_kw, **{k: getattr(trainer, k) for k in ("lr", "weight_decay", "batch_size",
+                                                                  "max_epochs", "patience", "optimizer")},
+                **knobs}
+    record.update(params=resolved, fit_seconds=hist.seconds, epochs=hist.epochs_run,
+                  best_epoch=hist.best_epoch, metrics=_scores(splits, pred_test),
+                  val_metrics={"mae": M.mae(splits.y_val, pred_val)}, history=hist.as_dict())
+    if diagnostics:
+        with torch.no_grad():
+            X = torch.as_tensor(splits.X_test[:500], device=trainer.device)
+            z = model.embed(X).cpu().numpy()
+        record["metrics"].update(M.ordinality(z, splits.y_test[:500]))
+        record["metrics"]["volume"] = M.volume(z)
+    return record

@@ -1,0 +1,125 @@
+"""Linear heads: least squares / Huber on ``W z + b`` and the multiple-targets head."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import Head, LossOutput, check_head_inputs
+
+_POINT_LOSSES = ("mse", "huber")
+
+
+def point_loss(pred: Tensor, y: Tensor, kind: str = "mse", delta: float = 1.0) -> Tensor:
+    """Mean pointwise regression loss between ``pred`` and ``y`` (same shape).
+
+    ``kind="mse"`` is :math:`\\frac{1}{N}\\sum_i \\|\\hat y_i - y_i\\|^2 / m`;
+    ``kind="huber"`` is the Huber loss with threshold ``delta`` averaged the same way.
+    """
+    if kind == "mse":
+        return F.mse_loss(pred, y)
+    if kind == "huber":
+        return F.huber_loss(pred, y, delta=delta)
+    raise ValueError(f"unknown loss {kind!r}; expected one of {_POINT_LOSSES}")
+
+
+class Linear(Head):
+    """The baseline head: :math:`\\hat y = W z + b`, trained with MSE or Huber.
+
+    Parameters
+    ----------
+    in_features : int
+        Embedding dimension d.
+    target_dim : int
+        Target dimension m.
+    loss : {"mse", "huber"}
+        Training loss.
+    huber_delta : float
+        Huber threshold (targets are usually scaled to [0, 1], so the default 1.0 is MSE-like;
+        the ``huber`` recipe uses 0.1).
+    """
+
+    def __init__(self, in_features: int, target_dim: int = 1, loss: str = "mse", huber_delta: float = 1.0):
+        super().__init__()
+        if loss not in _POINT_LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {_POINT_LOSSES}")
+        if huber_delta <= 0:
+            raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+        self.target_dim = target_dim
+        self.loss_kind = loss
+        self.huber_delta = huber_delta
+        self.fc = nn.Linear(in_features, target_dim)
+
+    def forward(self, z: Tensor) -> Tensor:
+        check_head_inputs(z, None, self.target_dim)
+        return self.fc(z)
+
+    def loss(self, z: Tensor, y: Tensor) -> LossOutput:
+        check_head_inputs(z, y, self.target_dim)
+        value = point_loss(self.fc(z), y, self.loss_kind, self.huber_delta)
+        return LossOutput(value, {self.loss_kind: value.detach()})
+
+
+class MultiTarget(Head):
+    r"""Multiple targets: M linear regressors on the same embedding, averaged at inference.
+
+    Each regressor :math:`\hat y^{(k)} = W_k z + b_k` is trained with the task loss against
+    the same target, i.e. the target is expanded to :math:`[y, \dots, y]` (Eq. 6 of Zhang et al.,
+    "Improving deep regression with tightness", ICLR 2025): the loss is
+    :math:`\frac{1}{M}\sum_k \ell(\hat y^{(k)}, y)`, and the prediction is
+    :math:`\hat y = \frac{1}{M}\sum_k \hat y^{(k)}`. Training M regressors pulls the
+    embedding into a space where the target varies along M (random) directions, which tightens
+    the feature manifold around the target manifold.
+
+    Parameters
+    ----------
+    in_features : int
+        Embedding dimension d.
+    target_dim : int, default 1
+        Target dimension m; the head has ``M * m`` outputs.
+    n_targets : int, default 8
+        M, the number of regressors (>= 1). ``n_targets=1`` is exactly :class:`Linear`.
+    loss : {"mse", "huber"}
+    huber_delta : float, default 1.0
+
+    Shapes: ``z`` (N, d) -> predictions (N, m); ``y`` (N, m).
+
+    Examples
+    --------
+    >>> import torch
+    >>> head = MultiTarget(16, target_dim=2, n_targets=4)
+    >>> head(torch.zeros(3, 16)).shape
+    torch.Size([3, 2])
+    """
+
+    def __init__(self, in_features: int, target_dim: int = 1, n_targets: int = 8, loss: str = "mse",
+                 huber_delta: float = 1.0):
+        super().__init__()
+        if loss not in _POINT_LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {_POINT_LOSSES}")
+        if huber_delta <= 0:
+            raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+        if not (isinstance(n_targets, int) and n_targets >= 1):
+            raise ValueError(f"n_targets (M) must be an int >= 1, got {n_targets!r}")
+        if target_dim < 1:
+            raise ValueError(f"target_dim must be >= 1, got {target_dim}")
+        self.target_dim = target_dim
+        self.n_targets = n_targets
+        self.loss_kind = loss
+        self.huber_delta = huber_delta
+        # one Linear with M*m outputs: with M = 1 it is initialised exactly like Linear's
+        self.fc = nn.Linear(in_features, n_targets * target_dim)
+
+    def all_predictions(self, z: Tensor) -> Tensor:
+        """The M regressors' predictions, shape (N, M, m)."""
+        check_head_inputs(z, None, self.target_dim)
+        return self.fc(z).view(z.shape[0], self.n_targets, self.target_dim)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.all_predictions(z).mean(dim=1)
+
+    def loss(self, z: Tensor, y: Tensor) -> LossOutput:
+        check_head_inputs(z, y, self.target_dim)
+        pred = self.all_predictions(z)
+        value = point_loss(pred, y.unsqueeze(1).expand_as(pred), self.loss_kind, self.huber_delta)
+        return LossOutput(value, {self.loss_kind: value.detach()})

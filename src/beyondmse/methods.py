@@ -1,0 +1,225 @@
+"""Named recipes: a name -> (trunk settings, head, regularizers, trainer settings).
+
+The CLI, the benchmark, :class:`~beyondmse.BeyondMSERegressor` and the tests all build
+methods through :func:`build_model`, so a recipe means the same thing everywhere
+(a registry in the style of timm).
+
+A method name is a base recipe plus optional ``+reg`` suffixes, e.g. ``"e2e-codec+rot"``:
+each suffix adds that regularizer (see :data:`REGULARIZERS`) to the base recipe.
+Peer baselines from scikit-learn (``sk-hgb``, ``sk-knn``, ``sk-ridge``) are in
+:data:`PEERS`; they are not torch models and are run by :mod:`beyondmse.experiment`.
+
+Parameters a user passes are one flat dict. Keys are routed by name:
+
+* trunk keys (:data:`TRUNK_KEYS`): ``hidden``, ``depth``, ``dropout``, ``embedding_dim``, ``trunk``;
+* trainer keys (:data:`TRAINER_KEYS`): ``lr``, ``weight_decay``, ``batch_size``, ...;
+* everything else must be a knob the recipe or one of its regularizers declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from .heads import Linear
+from .heads.base import Head
+from .models import MLP, Identity, RegressionModel, SmallCNN
+from .regularizers.base import Regularizer
+
+TRUNK_KEYS = ("trunk", "hidden", "depth", "dropout", "embedding_dim")
+TRAINER_KEYS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "clip_norm",
+                "optimizer", "eval_every")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named torch method.
+
+    ``make_head(d, m, knobs)`` builds the head for embedding dimension d and target
+    dimension m from the recipe's knobs (its ``knobs`` defaults overridden by the user).
+    ``make_regularizers(knobs)`` builds the regularizers the recipe itself needs.
+    """
+
+    name: str
+    family: str
+    summary: str
+    make_head: Callable[[int, int, dict[str, Any]], Head]
+    knobs: Mapping[str, Any] = field(default_factory=dict)
+    make_regularizers: Callable[[dict[str, Any]], list[Regularizer]] = lambda knobs: []
+    trunk: Mapping[str, Any] = field(default_factory=dict)
+    trainer: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegularizerSpec:
+    """A ``+name`` suffix: a regularizer factory and its knobs (prefixed by the suffix name)."""
+
+    name: str
+    summary: str
+    make: Callable[[dict[str, Any]], Regularizer]
+    knobs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PeerBaseline:
+    """A scikit-learn estimator run on the same splits and scaling as the deep recipes.
+
+    ``make(knobs, seed)`` returns an unfitted estimator; if ``select`` names a knob and gives
+    candidate values, the value with the lowest validation MAE is chosen (never the test split).
+    """
+
+    name: str
+    summary: str
+    make: Callable[[dict[str, Any], int], Any]
+    knobs: Mapping[str, Any] = field(default_factory=dict)
+    select: tuple[str, tuple[Any, ...]] | None = None
+
+
+RECIPES: dict[str, Recipe] = {}
+REGULARIZERS: dict[str, RegularizerSpec] = {}
+PEERS: dict[str, PeerBaseline] = {}
+
+
+def register(recipe: Recipe | RegularizerSpec | PeerBaseline):
+    """Add a recipe, a ``+suffix`` regularizer or a peer baseline to its registry."""
+    table = {Recipe: RECIPES, RegularizerSpec: REGULARIZERS, PeerBaseline: PEERS}[type(recipe)]
+    if recipe.name in table:
+        raise ValueError(f"{recipe.name!r} is registered twice")
+    table[recipe.name] = recipe
+    return recipe
+
+
+def available_methods() -> list[str]:
+    """Every base method name (recipes and peer baselines); any recipe also takes ``+reg`` suffixes."""
+    _load_families()
+    return sorted(RECIPES) + sorted(PEERS)
+
+
+def parse_method(name: str) -> tuple[str, list[str]]:
+    """Split ``"base+reg1+reg2"`` into the base name and the suffixes; ValueError if unknown."""
+    _load_families()
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"method name must be a non-empty string, got {name!r}")
+    # a recipe may itself be named with a '+', like "mt+rot": take the longest registered prefix
+    parts = name.split("+")
+    for cut in range(len(parts), 0, -1):
+        candidate = "+".join(parts[:cut])
+        if candidate in RECIPES or candidate in PEERS:
+            base, suffixes = candidate, parts[cut:]
+            break
+    else:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
+    if base in PEERS and suffixes:
+        raise ValueError(f"peer baseline {base!r} takes no '+regularizer' suffix")
+    for s in suffixes:
+        if s not in REGULARIZERS:
+            raise ValueError(f"unknown regularizer suffix '+{s}' in {name!r}; available: {sorted(REGULARIZERS)}")
+    if len(set(suffixes)) != len(suffixes):
+        raise ValueError(f"a regularizer suffix is repeated in {name!r}")
+    return base, suffixes
+
+
+def is_peer(name: str) -> bool:
+    base, _ = parse_method(name)
+    return base in PEERS
+
+
+def split_params(name: str, params: Mapping[str, Any] | None) -> tuple[dict, dict, dict]:
+    """Route a flat params dict to (trunk, trainer, knobs), filling defaults; ValueError on unknown keys."""
+    base, suffixes = parse_method(name)
+    params = dict(params or {})
+    if base in PEERS:
+        peer = PEERS[base]
+        unknown = set(params) - set(peer.knobs)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {name!r}; known: {sorted(peer.knobs)}")
+        return {}, {}, {**peer.knobs, **params}
+    recipe = RECIPES[base]
+    knob_defaults = dict(recipe.knobs)
+    for s in suffixes:
+        knob_defaults.update(REGULARIZERS[s].knobs)
+    trunk = {**recipe.trunk, **{k: v for k, v in params.items() if k in TRUNK_KEYS}}
+    trainer = {**recipe.trainer, **{k: v for k, v in params.items() if k in TRAINER_KEYS}}
+    rest = {k: v for k, v in params.items() if k not in TRUNK_KEYS and k not in TRAINER_KEYS}
+    unknown = set(rest) - set(knob_defaults)
+    if unknown:
+        known = sorted(set(knob_defaults) | set(TRUNK_KEYS) | set(TRAINER_KEYS))
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {name!r}; known: {known}")
+    return trunk, trainer, {**knob_defaults, **rest}
+
+
+def make_trunk(input_shape: tuple[int, ...], trunk: Mapping[str, Any]) -> nn.Module:
+    """Pick the trunk for the input: MLP for vectors, SmallCNN for images, or ``trunk="identity"``."""
+    trunk = dict(trunk)
+    kind = trunk.pop("trunk", "auto")
+    if kind == "identity":
+        if len(input_shape) != 1:
+            raise ValueError(f"the identity trunk needs feature vectors, got input shape {input_shape}")
+        return Identity(input_shape[0])
+    if kind == "mlp" or (kind == "auto" and len(input_shape) == 1):
+        if len(input_shape) != 1:
+            raise ValueError(f"the MLP trunk needs feature vectors, got input shape {input_shape}")
+        return MLP(input_shape[0], **trunk)
+    if kind == "cnn" or (kind == "auto" and len(input_shape) == 3):
+        if len(input_shape) != 3:
+            raise ValueError(f"the CNN trunk needs images (C, H, W), got input shape {input_shape}")
+        trunk.pop("depth", None)
+        return SmallCNN(in_channels=input_shape[0], image_size=input_shape[1], **trunk)
+    raise ValueError(f"no trunk {kind!r} for input shape {input_shape}; use 'mlp', 'cnn' or 'identity'")
+
+
+def build_model(name: str, input_shape: tuple[int, ...] | int, target_dim: int,
+                params: Mapping[str, Any] | None = None) -> tuple[RegressionModel, dict[str, Any]]:
+    """Build the torch model of method ``name`` and return it with its Trainer keyword arguments.
+
+    >>> model, trainer_kwargs = build_model("ls", input_shape=6, target_dim=1)
+    >>> model(torch.zeros(4, 6)).shape
+    torch.Size([4, 1])
+    """
+    if isinstance(input_shape, int):
+        input_shape = (input_shape,)
+    if target_dim < 1:
+        raise ValueError(f"target_dim must be >= 1, got {target_dim}")
+    base, suffixes = parse_method(name)
+    if base in PEERS:
+        raise ValueError(f"{name!r} is a scikit-learn peer baseline, not a torch model")
+    trunk_kw, trainer_kw, knobs = split_params(name, params)
+    recipe = RECIPES[base]
+    trunk = make_trunk(tuple(input_shape), trunk_kw)
+    head = recipe.make_head(trunk.out_features, target_dim, knobs)
+    regs = list(recipe.make_regularizers(knobs)) + [REGULARIZERS[s].make(knobs) for s in suffixes]
+    return RegressionModel(trunk, head, regs), trainer_kw
+
+
+# --------------------------------------------------------------------------- built-in recipes
+register(Recipe(
+    "ls", "baseline", "least squares on a linear head (the MSE baseline)",
+    lambda d, m, k: Linear(d, m, loss="mse"),
+))
+register(Recipe(
+    "huber", "baseline", "Huber loss (delta on the [0, 1] target scale) on a linear head",
+    lambda d, m, k: Linear(d, m, loss="huber", huber_delta=k["huber_delta"]),
+    knobs={"huber_delta": 0.1},
+))
+
+
+_FAMILIES_LOADED = False
+
+
+def _load_families() -> None:
+    """Import the family modules that register their recipes (kept lazy to avoid import cycles)."""
+    global _FAMILIES_LOADED
+    if _FAMILIES_LOADED:
+        return
+    _FAMILIES_LOADED = True
+    import importlib
+
+    for module in ("peers", "recipes_codec", "recipes_neighbors", "recipes_tightness"):
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as err:  # a family not written yet
+            if err.name != f"{__package__}.{module}":
+                raise

@@ -1,0 +1,59 @@
+"""``RegressionModel``: a trunk, a head and a list of regularizers, trained as one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from ..heads.base import Head, LossOutput
+from ..regularizers.base import Regularizer
+
+
+class RegressionModel(nn.Module):
+    """``x -> z = trunk(x) -> head(z)``.
+
+    The training objective is ``head.loss(z, y).total + sum(r(z, y) for r in regularizers)``;
+    every part is returned by name in :meth:`training_loss` so the Trainer can log it.
+    """
+
+    def __init__(self, trunk: nn.Module, head: Head, regularizers: Iterable[Regularizer] = ()):
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+        self.regularizers = nn.ModuleList(regularizers)
+
+    @property
+    def target_dim(self) -> int:
+        return self.head.target_dim
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Embeddings ``(N, d)``."""
+        return self.trunk(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Predictions ``(N, m)``."""
+        return self.head(self.trunk(x))
+
+    def training_loss(self, x: Tensor, y: Tensor) -> LossOutput:
+        z = self.trunk(x)
+        out = self.head.loss(z, y)
+        total = out.total
+        terms = dict(out.terms)
+        for reg in self.regularizers:
+            value = reg(z, y)
+            terms[getattr(reg, "name", type(reg).__name__)] = value.detach()
+            total = total + value
+        return LossOutput(total, terms)
+
+    @torch.no_grad()
+    def fit_memory_from(self, x_train: Tensor, y_train: Tensor, batch_size: int = 4096) -> None:
+        """For neighbor heads: embed the training inputs (in chunks) and store them in the head."""
+        if not self.head.needs_memory:
+            return
+        was_training = self.training
+        self.eval()
+        z = torch.cat([self.trunk(x_train[i:i + batch_size]) for i in range(0, len(x_train), batch_size)])
+        self.head.fit_memory(z, y_train)
+        self.train(was_training)

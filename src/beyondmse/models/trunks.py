@@ -1,0 +1,88 @@
+"""Trunks: inputs -> embedding ``z`` of shape ``(N, d)``. Each exposes ``out_features`` (d)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """Fully connected trunk: ``depth`` blocks of Linear -> ReLU -> Dropout.
+
+    The regression-as-classification papers use hidden 128, dropout 0.3; the SoftStep paper
+    uses hidden 200 followed by an embedding layer (``embedding_dim``), which is a final
+    Linear without activation.
+
+    Parameters
+    ----------
+    in_features : int
+    hidden : int, default 128
+    depth : int, default 2
+        Number of hidden blocks (>= 1).
+    dropout : float, default 0.3
+    embedding_dim : int or None
+        If given, a last linear layer maps to this dimension; otherwise ``out_features == hidden``.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 128, depth: int = 2, dropout: float = 0.3,
+                 embedding_dim: int | None = None):
+        super().__init__()
+        if in_features < 1 or hidden < 1 or depth < 1:
+            raise ValueError(f"MLP needs in_features, hidden, depth >= 1, got {in_features}, {hidden}, {depth}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        if embedding_dim is not None:
+            layers.append(nn.Linear(width, embedding_dim))
+            width = embedding_dim
+        self.net = nn.Sequential(*layers)
+        self.out_features = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class SmallCNN(nn.Module):
+    """Three 3x3 stride-1 convolutions with 2x2 average pooling between them, then two
+    fully connected layers of 256 with dropout 0.5. Input ``(N, C, H, W)``.
+    """
+
+    def __init__(self, in_channels: int = 3, image_size: int = 28, channels: int = 32,
+                 hidden: int = 256, dropout: float = 0.5, embedding_dim: int | None = None):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2, 2),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2, 2),
+            nn.Conv2d(2 * channels, 2 * channels, 3, padding=1), nn.ReLU(),
+        )
+        side = image_size // 4
+        layers: list[nn.Module] = [
+            nn.Flatten(),
+            nn.Linear(2 * channels * side * side, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+        ]
+        width = hidden
+        if embedding_dim is not None:
+            layers.append(nn.Linear(width, embedding_dim))
+            width = embedding_dim
+        self.head = nn.Sequential(*layers)
+        self.out_features = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"SmallCNN expects images (N, C, H, W), got {tuple(x.shape)}")
+        return self.head(self.features(x))
+
+
+class Identity(nn.Module):
+    """Pass precomputed features through unchanged (``out_features = in_features``)."""
+
+    def __init__(self, in_features: int):
+        super().__init__()
+        self.out_features = in_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x

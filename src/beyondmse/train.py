@@ -1,0 +1,207 @@
+"""The Trainer: mini-batch Adam(W) with weight decay, gradient clipping, early stopping on
+validation MAE with the best weights restored, a progress bar, and seeded reproducibility."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .models.regression_model import RegressionModel
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def as_tensor(a, device: torch.device | str | None = None, dtype=torch.float32) -> Tensor:
+    """A float tensor on ``device``; 1-D targets become ``(N, 1)`` when used as y."""
+    t = a if isinstance(a, Tensor) else torch.as_tensor(np.asarray(a))
+    return t.to(device=device, dtype=dtype)
+
+
+def check_finite(name: str, a: Tensor) -> None:
+    if a.numel() == 0:
+        raise ValueError(f"{name} is empty")
+    if not torch.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+
+
+@dataclass
+class History:
+    """What happened during :meth:`Trainer.fit`."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_mae: list[float] = field(default_factory=list)
+    val_epochs: list[int] = field(default_factory=list)
+    terms: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    epochs_run: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"train_loss": self.train_loss, "val_mae": self.val_mae, "val_epochs": self.val_epochs,
+                "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, "seconds": self.seconds}
+
+
+class Trainer:
+    """Fit a :class:`~beyondmse.models.RegressionModel`.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+    weight_decay : float, default 1e-4
+        Adam's L2 penalty (or AdamW's decoupled decay with ``optimizer="adamw"``).
+    batch_size : int or None, default 256
+        ``None`` means full batch. A last mini-batch of a single sample is merged away
+        (batch-wise heads and regularizers need at least two samples).
+    max_epochs : int, default 100
+    patience : int or None, default 10
+        Early stopping: stop after this many validations without improving validation MAE,
+        then restore the best weights. ``None`` trains all epochs (still restoring the best).
+    clip_norm : float or None, default 1.0
+        Gradient-norm clipping.
+    optimizer : {"adam", "adamw"}
+    eval_every : int, default 1
+        Validate every this many epochs.
+    seed : int, default 0
+        Seeds parameter initialisation (if the model is built after :func:`seed_everything`)
+        and mini-batch order; the same seed gives the same numbers on the same machine.
+    device : str or torch.device or None
+        Defaults to CUDA when available.
+    progress : bool, default False
+        Show a tqdm progress bar over epochs.
+    """
+
+    def __init__(self, *, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int | None = 256,
+                 max_epochs: int = 100, patience: int | None = 10, clip_norm: float | None = 1.0,
+                 optimizer: str = "adam", eval_every: int = 1, seed: int = 0,
+                 device: str | torch.device | None = None, progress: bool = False,
+                 eval_batch_size: int = 8192):
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        if batch_size is not None and batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 or None (full batch), got {batch_size}")
+        if max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
+        if optimizer not in ("adam", "adamw"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; expected 'adam' or 'adamw'")
+        self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
+        self.max_epochs, self.patience, self.clip_norm = max_epochs, patience, clip_norm
+        self.optimizer, self.eval_every, self.seed = optimizer, max(1, eval_every), seed
+        self.device = torch.device(device) if device is not None else default_device()
+        self.progress, self.eval_batch_size = progress, eval_batch_size
+
+    # ------------------------------------------------------------------ helpers
+    def _batches(self, n: int, generator: torch.Generator) -> list[Tensor]:
+        order = torch.randperm(n, generator=generator)
+        size = n if self.batch_size is None else self.batch_size
+        batches = list(order.split(size))
+        if len(batches) > 1 and len(batches[-1]) < 2:
+            batches[-2] = torch.cat([batches[-2], batches.pop()])
+        return batches
+
+    def _prepare(self, X, y, what: str) -> tuple[Tensor, Tensor]:
+        X = as_tensor(X, self.device)
+        y = as_tensor(y, self.device)
+        if y.dim() == 1:
+            y = y[:, None]
+        check_finite(f"{what} features", X)
+        check_finite(f"{what} targets", y)
+        if len(X) != len(y):
+            raise ValueError(f"{what} features have {len(X)} rows but targets have {len(y)}")
+        return X, y
+
+    # ------------------------------------------------------------------ API
+    def fit(self, model: RegressionModel, X_train, y_train, X_val=None, y_val=None) -> History:
+        """Train ``model`` in place on ``(X_train (N, ...), y_train (N, m))``.
+
+        Validation data enable early stopping; without them the model trains ``max_epochs``
+        and the last weights are kept.
+        """
+        X, y = self._prepare(X_train, y_train, "training")
+        if len(X) < 2:
+            raise ValueError(f"need at least 2 training samples, got {len(X)}")
+        if y.shape[1] != model.target_dim:
+            raise ValueError(f"model predicts {model.target_dim} target(s) but y has {y.shape[1]} column(s)")
+        has_val = X_val is not None and y_val is not None
+        if has_val:
+            Xv, yv = self._prepare(X_val, y_val, "validation")
+        model.to(self.device)
+        model.head.fit_targets(y)
+        opt_cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = opt_cls(params, lr=self.lr, weight_decay=self.weight_decay)
+        gen = torch.Generator().manual_seed(self.seed)
+        hist = History()
+        best, best_state, waited = math.inf, None, 0
+        start = time.perf_counter()
+        bar = tqdm(range(1, self.max_epochs + 1), disable=not self.progress, desc="epochs", leave=False)
+        for epoch in bar:
+            model.train()
+            total, count, term_sums = 0.0, 0, {}
+            for idx in self._batches(len(X), gen):
+                idx = idx.to(self.device)
+                out = model.training_loss(X[idx], y[idx])
+                if not torch.isfinite(out.total):
+                    raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {out.terms}")
+                opt.zero_grad(set_to_none=True)
+                out.total.backward()
+                if self.clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
+                opt.step()
+                total += out.total.item() * len(idx)
+                count += len(idx)
+                for k, v in out.terms.items():
+                    term_sums[k] = term_sums.get(k, 0.0) + float(v) * len(idx)
+            hist.train_loss.append(total / count)
+            hist.terms.append({k: v / count for k, v in term_sums.items()})
+            hist.epochs_run = epoch
+            if has_val and (epoch % self.eval_every == 0 or epoch == self.max_epochs):
+                model.fit_memory_from(X, y)
+                mae = (self.predict(model, Xv) - yv).abs().mean().item()
+                hist.val_mae.append(mae)
+                hist.val_epochs.append(epoch)
+                bar.set_postfix(loss=f"{hist.train_loss[-1]:.4g}", val_mae=f"{mae:.4g}")
+                if mae < best:
+                    best, waited, hist.best_epoch = mae, 0, epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    waited += 1
+                    if self.patience is not None and waited >= self.patience:
+                        break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            hist.best_epoch = hist.epochs_run
+        model.fit_memory_from(X, y)
+        model.eval()
+        hist.seconds = time.perf_counter() - start
+        return hist
+
+    @torch.no_grad()
+    def predict(self, model: RegressionModel, X) -> Tensor:
+        """Predictions ``(N, m)`` in eval mode, computed in chunks of ``eval_batch_size``."""
+        X = as_tensor(X, self.device)
+        check_finite("features", X)
+        was_training = model.training
+        model.eval()
+        out = torch.cat([model(X[i:i + self.eval_batch_size]) for i in range(0, len(X), self.eval_batch_size)])
+        model.train(was_training)
+        return out

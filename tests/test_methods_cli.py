@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from beyondmse.cli import main
+from beyondmse.methods import build_model, parse_method, split_params
+
+
+def test_parse_method_and_suffixes():
+    assert parse_method("ls") == ("ls", [])
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        parse_method("nope")
+    with pytest.raises(ValueError, match="unknown regularizer suffix"):
+        parse_method("ls+bogus")
+
+
+def test_params_are_routed_and_unknown_ones_rejected():
+    trunk, trainer, knobs = split_params("huber", {"hidden": 64, "lr": 0.01, "huber_delta": 0.5})
+    assert trunk["hidden"] == 64 and trainer["lr"] == 0.01 and knobs["huber_delta"] == 0.5
+    with pytest.raises(ValueError, match="unknown parameter"):
+        split_params("ls", {"k": 3})
+    model, _ = build_model("ls", 6, 2, {"hidden": 16, "depth": 1})
+    assert model.trunk.out_features == 16 and model.target_dim == 2
+
+
+def test_cli_run_writes_design_json(tmp_path, capsys, shared_data):
+    out = tmp_path / "out.json"
+    code = main(["run", "--dataset", "wine_quality-num", "--method", "ls", "--seeds", "2", "--epochs", "1",
+                 "--json", str(out), "-q"])
+    assert code == 0
+    records = json.loads(out.read_text())
+    assert [r["seed"] for r in records] == [0, 1]
+    for r in records:
+        assert {"dataset", "method", "seed", "params", "metrics", "fit_seconds", "epochs"} <= set(r)
+        assert r["dataset"] == "wine_quality-num" and {"mae", "rmse", "r2"} <= set(r["metrics"])
+    assert "MAE" in capsys.readouterr().out
+
+
+def test_cli_run_on_user_csv(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.random(80), "b": rng.random(80)})
+    frame["t"] = frame.a * 2 + frame.b
+    frame.to_csv(tmp_path / "mine.csv", index=False)
+    assert main(["run", "--dataset", str(tmp_path / "mine.csv"), "--target", "t", "--method", "ls",
+                 "--epochs", "1", "-q"]) == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--dataset", "nope", "--method", "ls"], "unknown dataset 'nope'"),
+    (["run", "--dataset", "wine_quality", "--method", "nope"], "unknown method 'nope'"),
+    (["run", "--dataset", "x.csv", "--method", "ls", "--target", "t"], "no such data file"),
+])
+def test_cli_errors_are_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_datasets_lists_sources(capsys, shared_data):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "diamonds-num" in out and "embedded" in out or "$BEYONDMSE_DATA" in out

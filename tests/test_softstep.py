@@ -1,0 +1,114 @@
+"""SoftStep (Eq. 1 of Susman et al. 2025): values, boundaries, gradients, gradcheck."""
+
+import pytest
+import torch
+
+from beyondmse.functional import softstep
+
+
+def ratio_formula(s, l, u, t):
+    """The paper's Eq. (1) written literally (oracle; valid strictly inside (l, u))."""
+    a = (s - l) ** (1 / t)
+    b = (u - s) ** (1 / t)
+    return a / (a + b)
+
+
+def test_values_match_equation_and_ends():
+    torch.manual_seed(0)
+    l, u, t = 0.2, 0.7, 0.6
+    s = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
+    out = softstep(s, l, u, t)
+    inside = (s > l) & (s < u)
+    torch.testing.assert_close(out[inside], ratio_formula(s[inside], l, u, t))
+    assert (out[s <= l] == 0).all()
+    assert (out[s >= u] == 1).all()
+    # midpoint is 1/2 for any t
+    for tt in (0.05, 0.5, 1.0):
+        mid = softstep(torch.tensor([0.45], dtype=torch.float64), l, u, tt)
+        torch.testing.assert_close(mid, torch.tensor([0.5], dtype=torch.float64))
+
+
+def test_t_to_zero_is_hard_step():
+    s = torch.tensor([0.1, 0.3, 0.44, 0.46, 0.6, 0.9])
+    out = softstep(s, 0.2, 0.7, 1e-3)
+    torch.testing.assert_close(out, torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))
+
+
+def test_t_one_is_linear_ramp():
+    s = torch.tensor([0.3, 0.5, 0.6], dtype=torch.float64)
+    torch.testing.assert_close(softstep(s, 0.2, 0.7, 1.0), (s - 0.2) / 0.5)
+
+
+@pytest.mark.parametrize("t", [0.2, 0.6, 0.9, 1.0])
+def test_gradcheck_interior(t):
+    torch.manual_seed(1)
+    s = (0.21 + 0.48 * torch.rand(16, dtype=torch.float64)).requires_grad_()
+    l = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+    u = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    tt = torch.tensor(t, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(softstep, (s, l, u, tt))
+
+
+@pytest.mark.parametrize("t", [0.1, 0.3])
+def test_gradcheck_at_boundaries(t):
+    # at s = l and s = u the map is C^1 with zero slope; finite differences only resolve that
+    # when the one-sided slope h^(1/t - 1) is small, i.e. for t well below 1 (for t near 1 the
+    # finite-gradient test below covers the ends)
+    torch.manual_seed(1)
+    s = torch.cat([torch.rand(12, dtype=torch.float64),
+                   torch.tensor([0.0, 0.2, 0.7, 1.0], dtype=torch.float64)]).requires_grad_()
+    l = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+    u = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    tt = torch.tensor(t, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(softstep, (s, l, u, tt))
+
+
+def test_gradcheck_broadcast_per_row_parameters():
+    torch.manual_seed(2)
+    s = torch.rand(4, 6, dtype=torch.float64, requires_grad=True)
+    l = (0.3 * torch.rand(4, 1, dtype=torch.float64)).requires_grad_()
+    u = (0.6 + 0.3 * torch.rand(4, 1, dtype=torch.float64)).requires_grad_()
+    t = (0.2 + 0.7 * torch.rand(4, 1, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(softstep, (s, l, u, t))
+    out = softstep(s, l, u, t)
+    out.sum().backward()
+    assert l.grad.shape == (4, 1) and u.grad.shape == (4, 1) and t.grad.shape == (4, 1)
+
+
+@pytest.mark.parametrize("t", [1e-3, 0.01, 0.5, 0.999, 1.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_finite_gradients_everywhere(t, dtype):
+    # exactly at l and u, at 0 and 1, a hair inside the interval, and l = 0, u = 1
+    pts = [0.0, 1e-30, 1e-12, 0.25, 0.5, 0.75, 1 - 1e-7, 1.0]
+    s = torch.tensor(pts, dtype=dtype, requires_grad=True)
+    l = torch.tensor(0.0, dtype=dtype, requires_grad=True)
+    u = torch.tensor(1.0, dtype=dtype, requires_grad=True)
+    tt = torch.tensor(t, dtype=dtype, requires_grad=True)
+    out = softstep(s, l, u, tt)
+    assert out.dtype == dtype
+    assert torch.isfinite(out).all() and (out >= 0).all() and (out <= 1).all()
+    (out * torch.arange(1.0, len(pts) + 1, dtype=dtype)).sum().backward()
+    for g in (s.grad, l.grad, u.grad, tt.grad):
+        assert torch.isfinite(g).all()
+
+
+def test_log_of_softstep_has_no_nan_gradient_when_masked():
+    # the heads take log(softstep) only where it is > 0; the other branch must not leak NaN
+    s = torch.tensor([0.0, 0.1, 0.5, 0.9], requires_grad=True)
+    w = softstep(s, 0.1, 0.8, 0.5)
+    logw = torch.where(w > 0, torch.log(w.clamp_min(torch.finfo(w.dtype).tiny)), torch.zeros_like(w))
+    logw.sum().backward()
+    assert torch.isfinite(s.grad).all()
+    assert s.grad[0] == 0 and s.grad[1] == 0
+
+
+def test_bad_input():
+    s = torch.rand(3)
+    with pytest.raises(ValueError, match="t > 0"):
+        softstep(s, 0.1, 0.5, 0.0)
+    with pytest.raises(ValueError, match="u > l"):
+        softstep(s, 0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match="broadcast"):
+        softstep(torch.rand(3, 4), torch.rand(5, 1), 1.0, 0.5)
+    with pytest.raises(ValueError, match="floating"):
+        softstep(torch.arange(3), 0.1, 0.5, 0.5)
