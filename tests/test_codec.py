@@ -220,6 +220,7 @@ def test_grid_init_m2_625_classes_and_hl_gauss():
     out = head.loss(torch.randn(300, 16), y)
     out.total.backward()
     assert torch.isfinite(head.g.weight.grad).all()
+    assert Codec(16, 3, k=25, mode="hl-gauss").k == 27  # auto init rounds to a 3 x 3 x 3 grid
     with pytest.raises(ValueError, match="n \\*\\* m"):
         Codec(16, 2, k=600, mode="soft-bin", init="grid")
 
@@ -331,7 +332,8 @@ def test_every_codec_recipe_learns_on_diamonds(method, small_diamonds):
 
     Xtr, ytr, Xte, yte = small_diamonds
     seed_everything(0)
-    model, kw = build_model(method, Xtr.shape[1], 1, {"k": 15})
+    params = {"k": 15, "stage1_steps": 100} if method == "trained-codec" else {"k": 15}
+    model, kw = build_model(method, Xtr.shape[1], 1, params)
     kw.update(max_epochs=12, patience=None, batch_size=64)
     Trainer(seed=0, device="cpu", **kw).fit(model, Xtr, ytr)
     pred = Trainer(device="cpu").predict(model, Xte).numpy()
@@ -375,10 +377,24 @@ def test_plots_return_figures(tmp_path):
 
     head = Codec(4, 1, k=5, mode="soft-bin")
     head.fit_targets(_y1())
-    fig = plot_codec(head)
+    fig = plot_codec(head, n_points=100)
     assert len(fig.axes[0].lines) >= 5
     head2 = Codec(4, 2, k=9, mode="e2e-codec")
     head2.fit_targets(torch.rand(200, 2))
     path = tmp_path / "codec2d.png"
-    fig2 = plot_codec(head2, path=path)
+    fig2 = plot_codec(head2, path=path, n_points=60)
     assert path.exists() and path.stat().st_size > 1000 and len(fig2.axes) >= 2
+
+
+def test_encoder_scales_give_the_same_initial_encoder():
+    y = _y1(300)
+    raw = Codec(4, 1, k=11, mode="e2e-codec")
+    scaled = Codec(4, 1, k=11, mode="e2e-codec", encoder_scale="sigma")
+    assert raw.encoder_scale == "raw" and float(raw.temperature) == 1.0
+    raw.fit_targets(y)
+    scaled.fit_targets(y)
+    torch.testing.assert_close(raw.encode(y), scaled.encode(y), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(raw.encode(y), gaussian_encode(y, raw.mu.detach(), float(raw.sigma)),
+                               atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="encoder_scale"):
+        Codec(4, 1, encoder_scale="log")

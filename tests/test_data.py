@@ -156,3 +156,10 @@ def test_openml_not_cached_and_no_download(tmp_path, monkeypatch):
 def test_registry_lists_where_each_loads_from():
     for entry in DATASETS.values():
         assert isinstance(entry.where(), str) and entry.where()
+
+
+def test_user_parquet_file_with_two_targets(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(10.0), "u": np.arange(10.0) * 2, "v": np.arange(10.0) ** 2})
+    frame.to_parquet(tmp_path / "t.parquet")
+    ds = load_dataset(str(tmp_path / "t.parquet"), target=["u", "v"])
+    assert ds.y.shape == (10, 2) and ds.feature_names == ["a"]

@@ -45,7 +45,11 @@ def test_cli_run_on_user_csv(tmp_path, capsys):
     frame["t"] = frame.a * 2 + frame.b
     frame.to_csv(tmp_path / "mine.csv", index=False)
     assert main(["run", "--dataset", str(tmp_path / "mine.csv"), "--target", "t", "--method", "ls",
-                 "--epochs", "1", "-q"]) == 0
+                 "--epochs", "1", "-q", "--json", str(tmp_path / "one.json")]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())["dataset"] == "mine.csv"
+    assert main(["run", "--dataset", str(tmp_path / "mine.csv"), "--target", "t,b", "--method", "ls",
+                 "--epochs", "1", "-q", "--json", str(tmp_path / "two.json")]) == 0
+    assert np.isfinite(json.loads((tmp_path / "two.json").read_text())["metrics"]["mae"])
 
 
 @pytest.mark.parametrize("argv,message", [

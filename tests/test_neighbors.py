@@ -299,3 +299,52 @@ def test_learns_nonlinear_target_where_linear_cannot(name):
     torch.manual_seed(0)
     nb = train_and_score(CONFIGS[name](8), nn.Linear(2, 8), X, y, Xt, yt)
     assert nb < 0.5 * lin, (nb, lin)
+
+
+# ----------------------------------------------------------------------------- synthetic tasks, plots
+def test_synthetic_tasks_registered_and_deterministic():
+    import numpy as np
+
+    from beyondmse.data import DATASETS, load_dataset
+    from beyondmse.data.synthetic import KINDS, make_synthetic, truth
+
+    for kind in KINDS:
+        assert f"softstep-{kind}" in DATASETS
+    a, b = make_synthetic("spiral", n=300, seed=3), make_synthetic("spiral", n=300, seed=3)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert not np.array_equal(a.X, make_synthetic("spiral", n=300, seed=4).X)
+    assert (np.abs(a.X) <= 1).all() and a.X.shape == (300, 2)
+    assert [int((a.split == s).sum()) for s in ("train", "val", "test")] == [200, 50, 50]
+    np.testing.assert_allclose(a.extras["truth"], truth("spiral", a.X.astype(np.float64)), atol=1e-6)
+    ds = load_dataset("softstep-product")
+    assert ds.n_samples == 3000 and ds.split is not None
+    with pytest.raises(ValueError, match="unknown synthetic task"):
+        make_synthetic("saddle")
+
+
+def test_learnable_l2_scale():
+    sim = NegSquaredL2(scale=2.0, learnable=True)
+    a, b = torch.randn(4, 3), torch.randn(5, 3)
+    torch.testing.assert_close(sim(a, b), -2.0 * torch.cdist(a, b) ** 2, rtol=1e-4, atol=1e-4)
+    sim(a, b).sum().backward()
+    assert sim.log_scale.grad is not None
+    with pytest.raises(ValueError, match="scale"):
+        NegSquaredL2(scale=0.0)
+
+
+def test_plots_write_png(tmp_path):
+    import numpy as np
+
+    from beyondmse.plots_neighbors import grid_points, plot_softstep_curves, plot_surfaces
+
+    pts, axis = grid_points(10)
+    surf = pts[:, 0].reshape(10, 10)
+    p1 = plot_surfaces(tmp_path / "s.png", [("task", {"truth": surf, "model": surf + 0.1})], axis,
+                       {("task", "model"): "MSE 0.01"})
+    p2 = plot_softstep_curves(tmp_path / "c.png")
+    for p in (p1, p2):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="columns"):
+        plot_surfaces(tmp_path / "bad.png", [("a", {"truth": surf}), ("b", {"other": surf})], axis)
+    assert np.isfinite(surf).all()

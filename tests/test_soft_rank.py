@@ -72,12 +72,26 @@ def test_isotonic_matches_brute_force():
     y = rng.normal(size=(20, 6))
     y[0] = [1, 1, 1, 1, 1, 1]  # ties
     y[1] = np.arange(6.0)  # fully pooled
-    v, block = isotonic_decreasing(y)
+    v, block = isotonic_decreasing(y, method="pav")
     for row in range(len(y)):
         np.testing.assert_allclose(v[row], isotonic_brute_force(y[row]), atol=1e-12)
         # positions in the same block share a value
         for b in np.unique(block[row]):
             assert np.ptp(v[row][block[row] == b]) < 1e-12
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 40])
+def test_pav_and_minmax_agree(n):
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(30, n))
+    y[0] = 1.0  # all tied
+    y[1] = np.round(y[1])  # some ties
+    v1, b1 = isotonic_decreasing(y, method="pav")
+    v2, b2 = isotonic_decreasing(y, method="minmax")
+    np.testing.assert_allclose(v1, v2, atol=1e-12)
+    # blocks may differ only where adjacent blocks have equal means (a non-differentiable point)
+    same = (b1 == b2).all(axis=1)
+    assert same[2:].all()
 
 
 def test_invariants_sum_translation_batching():

@@ -101,7 +101,8 @@ def cmd_run(args) -> int:
     from .experiment import run_experiment
 
     params = _parse_params(args.param)
-    ds = load_dataset(args.dataset, target=args.target)
+    target = args.target.split(",") if args.target and "," in args.target else args.target
+    ds = load_dataset(args.dataset, target=target)
     records = []
     for seed in range(args.seed, args.seed + args.seeds):
         rec = run_experiment(ds, args.method, seed, epochs=args.epochs, params=params,
@@ -244,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="train and evaluate one method on one dataset over seeds")
     r.add_argument("--dataset", required=True)
-    r.add_argument("--target", help="target column(s) for a CSV/Parquet file or OpenML", default=None)
+    r.add_argument("--target", default=None,
+                   help="target column for a CSV/Parquet file or OpenML; 'a,b' for a 2-D target")
     r.add_argument("--method", required=True)
     r.add_argument("--seeds", type=int, default=1)
     r.add_argument("--seed", type=int, default=0, help="first seed")

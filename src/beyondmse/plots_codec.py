@@ -78,12 +78,12 @@ def plot_codec(head: Codec, path: str | Path | None = None, n_points: int = 400,
         a, b = torch.meshgrid(g0, g1, indexing="xy")
         p = _memberships(head, torch.stack([a.reshape(-1), b.reshape(-1)], 1))
         pmax, arg = p.max(dim=1)
-        ent = -(p * p.clamp_min(1e-300).log()).sum(1)
+        ent = torch.special.entr(p).sum(1)  # 0 log 0 = 0 where memberships underflow
         fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
         ax = axes[0]
         cs = ax.contourf(a.numpy(), b.numpy(), pmax.reshape(n, n).numpy(), levels=10, cmap="viridis")
         ax.contour(a.numpy(), b.numpy(), arg.reshape(n, n).numpy().astype(float),
-                   levels=head.k, colors="white", linewidths=0.3)
+                   levels=torch.arange(head.k + 1).numpy() - 0.5, colors="white", linewidths=0.3)
         fig.colorbar(cs, ax=ax, label=r"$\max_i \psi(y)_i$")
         ax.set_title("most likely class (white borders) and its membership")
         ax = axes[1]

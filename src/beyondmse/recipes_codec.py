@@ -27,9 +27,10 @@ _KNOBS: dict[str, dict[str, Any]] = {
     "hard-bin": {**_COMMON},
     "soft-bin": {**_COMMON, "lambda_sigma": 0.5},
     "hl-gauss": {**_COMMON, "hl_sigma": 0.75},
-    "trained-codec": {**_COMMON, "lambda_sigma": 0.5, "alpha": 1e-6, "stage1_steps": 500, "stage1_lr": 1e-3},
+    "trained-codec": {**_COMMON, "lambda_sigma": 0.5, "alpha": 1e-6, "stage1_steps": 500, "stage1_lr": 1e-3,
+                      "encoder_scale": "sigma"},
     "e2e-codec": {**_COMMON, "lambda_sigma": 0.5, "alpha": 1e-6, "lambda_auto": 1.0, "lambda_kl": 0.068,
-                  "lambda_pred": 1.0, "stage1_steps": 0},
+                  "lambda_pred": 1.0, "stage1_steps": 0, "encoder_scale": "raw"},
 }
 _SUMMARIES = {
     "ls-softmax": "square loss on mu^T softmax(g(x)) with a learned mu (the extra-layer control)",

@@ -8,6 +8,9 @@ defaults. Knobs:
     ``"l2"`` (negative squared Euclidean, default), ``"cosine"`` or ``"rbf"``.
 ``rbf_bandwidth``, ``learn_bandwidth``
     RBF kernel width and whether it is learned (only with ``similarity="rbf"``).
+``l2_scale``, ``learn_scale``
+    Factor on the negative squared distance and whether it is learned (``similarity="l2"``;
+    default 1, fixed, as in the paper).
 ``softstep_l0``, ``softstep_u0``, ``softstep_t``
     Initial SoftStep parameters (NCA + SoftStep recipes).
 ``k_init``, ``rank_strength``, ``q``, ``t``
@@ -29,20 +32,23 @@ FAMILY = "neighbors"
 TRUNK = {"hidden": 200, "depth": 2, "dropout": 0.1, "embedding_dim": 64}
 TRAINER = {"batch_size": 32, "lr": 1e-3}
 
-_COMMON = {"similarity": "l2", "rbf_bandwidth": 1.0, "learn_bandwidth": False, "chunk_size": 4096}
-_SOFTSTEP = {"softstep_l0": 0.25, "softstep_u0": 0.5, "softstep_t": 0.5}
+_COMMON = {"similarity": "l2", "rbf_bandwidth": 1.0, "learn_bandwidth": False, "l2_scale": 1.0, "learn_scale": False,
+           "chunk_size": 4096}
+_SOFTSTEP = {"softstep_l0": 0.5, "softstep_u0": 0.5, "softstep_t": 0.5}
 _DKNN = {"k_init": 0.1, "rank_strength": 1.0, "q": 4.0, "t": 0.75}
 
 
 def _similarity(k: dict[str, Any]):
     if k["similarity"] == "rbf":
         return make_similarity("rbf", bandwidth=k["rbf_bandwidth"], learnable=bool(k["learn_bandwidth"]))
+    if k["similarity"] == "l2":
+        return make_similarity("l2", scale=k["l2_scale"], learnable=bool(k["learn_scale"]))
     return make_similarity(k["similarity"])
 
 
 def _nca(softstep, normalization="softmax"):
     def make(d: int, m: int, k: dict[str, Any]):
-        init = (k.get("softstep_l0", 0.25), k.get("softstep_u0", 0.5), k.get("softstep_t", 0.5))
+        init = (k.get("softstep_l0", 0.5), k.get("softstep_u0", 0.5), k.get("softstep_t", 0.5))
         return NCA(d, m, similarity=_similarity(k), softstep=softstep, normalization=normalization,
                    softstep_init=init, chunk_size=int(k["chunk_size"]))
     return make

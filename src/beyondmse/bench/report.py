@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import compare_to_baseline, lower_is_better, method_labels
+from .stats import compare_to_baseline, lower_is_better, method_labels, paired_test
 from .store import ResultStore, utc_now
 from .suites import Published, Suite
 
@@ -57,6 +57,16 @@ def _fmt(x: float, digits: int = 4) -> str:
     if x != 0 and (abs(x) < 10 ** -(digits - 1) or abs(x) >= 1e5):
         return f"{x:.{digits - 1}e}"
     return f"{x:.{digits}f}"
+
+
+def _fmt_ms(mean: float, ci2: float) -> str:
+    """``mean ± 2σ`` with the same fixed decimals on both sides (or just the mean / a dash)."""
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    if abs(mean) >= 1e5 or (mean != 0 and abs(mean) < 1e-3):
+        text = f"{mean:.3e}" + (f" ± {ci2:.1e}" if ci2 is not None and math.isfinite(ci2) else "")
+        return text
+    return f"{mean:.4f}" + (f" ± {ci2:.4f}" if ci2 is not None and math.isfinite(ci2) else "")
 
 
 def _fmt_p(p: float) -> str:
@@ -88,8 +98,13 @@ def _best(rows: Sequence[dict], metric: str) -> float:
     return min(vals) if lower_is_better(metric) else max(vals)
 
 
-def gbm_sentence(rows: Sequence[dict], dataset: str, metric: str = "mae") -> str:
-    """Plain words: does gradient boosting or the best deep recipe win on ``dataset``?"""
+def gbm_sentence(rows: Sequence[dict], dataset: str, metric: str = "mae",
+                 records: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """Plain words: does gradient boosting or the best deep recipe win on ``dataset``?
+
+    With ``records`` the two are compared by a paired t-test over seeds, and a difference that
+    is not significant at 5% is called a tie.
+    """
     sub = [r for r in rows if r["dataset"] == dataset and math.isfinite(r[f"{metric}_mean"])]
     gbm = next((r for r in sub if r["base_method"] == GBM), None)
     deep = [r for r in sub if not r["base_method"].startswith(PEER_PREFIX)]
@@ -100,11 +115,24 @@ def gbm_sentence(rows: Sequence[dict], dataset: str, metric: str = "mae") -> str
     g, d = gbm[f"{metric}_mean"], best[f"{metric}_mean"]
     name = METRIC_NAMES.get(metric, metric)
     rel = abs(d / g - 1) * 100 if g else math.nan
+    p_text, tie = "", False
+    if records is not None:
+        per_seed: dict[str, dict[int, float]] = {}
+        for r, label in zip(records, method_labels(records)):
+            if r["dataset"] == dataset and label in (gbm["method"], best["method"]):
+                per_seed.setdefault(label, {})[int(r["seed"])] = (r.get("metrics") or {}).get(metric, math.nan)
+        test = paired_test(per_seed.get(best["method"], {}), per_seed.get(gbm["method"], {}))
+        if math.isfinite(test["p_t"]):
+            p_text = f" (paired t-test over {test['n']} seeds: p = {_fmt_p(test['p_t'])})"
+            tie = test["p_t"] >= 0.05
+    if tie:
+        return (f"**No clear winner on {dataset}:** the best deep recipe, `{best['method']}` ({name} {_fmt(d)}), "
+                f"and gradient boosting `{GBM}` ({name} {_fmt(g)}) differ by {rel:.1f}%, not significantly{p_text}.")
     if sign * d < sign * g:
         return (f"**A deep head wins on {dataset}:** the best deep recipe, `{best['method']}` ({name} {_fmt(d)}), "
-                f"beats gradient boosting `{GBM}` ({name} {_fmt(g)}) by {rel:.1f}%.")
+                f"beats gradient boosting `{GBM}` ({name} {_fmt(g)}) by {rel:.1f}%{p_text}.")
     return (f"**Gradient boosting wins on {dataset}:** `{GBM}` ({name} {_fmt(g)}) beats every deep recipe; "
-            f"the best one, `{best['method']}` ({name} {_fmt(d)}), is {rel:.1f}% worse.")
+            f"the best one, `{best['method']}` ({name} {_fmt(d)}), is {rel:.1f}% worse{p_text}.")
 
 
 def markdown_table(rows: Sequence[dict], metrics: Sequence[str], baseline: str) -> str:
@@ -116,34 +144,35 @@ def markdown_table(rows: Sequence[dict], metrics: Sequence[str], baseline: str) 
     for r in rows:
         cells = [f"`{r['method']}`", str(r["n"])]
         for m in metrics:
-            text = f"{_fmt(r[f'{m}_mean'])} ± {_fmt(r[f'{m}_ci2'], 3)}"
+            text = _fmt_ms(r[f"{m}_mean"], r[f"{m}_ci2"])
             if math.isfinite(best[m]) and r[f"{m}_mean"] == best[m]:
                 text = f"**{text}**"
             cells.append(text)
         cells += [_fmt(r["norm"], 3), _fmt_p(r["p_t"]), r["verdict"] or ("baseline" if r["method"] == baseline else ""),
-                  _fmt(r["fit_seconds_mean"], 2)]
+                  f"{r['fit_seconds_mean']:.2f}" if math.isfinite(r["fit_seconds_mean"]) else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def text_table(rows: Sequence[dict], metrics: Sequence[str], baseline: str) -> str:
+def text_table(rows: Sequence[dict], metrics: Sequence[str], baseline: str,
+               records: Sequence[Mapping[str, Any]] | None = None) -> str:
     """The comparison as plain text for a terminal; ``*`` marks the best mean per column."""
     out = []
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         sub = [r for r in rows if r["dataset"] == ds]
         best = {m: _best(sub, m) for m in metrics}
         width = max(12, max(len(r["method"]) for r in sub) + 2)
-        head = f"{'method':<{width}}{'n':>3}" + "".join(f"{METRIC_NAMES.get(m, m) + ' ±2σ':>22}" for m in metrics) + \
+        head = f"{'method':<{width}}{'n':>3}" + "".join(f"{METRIC_NAMES.get(m, m) + ' ± 2σ':>22}" for m in metrics) + \
                f"{'/' + baseline:>9}{'p':>8}  verdict"
         out += [f"{ds}", head, "-" * len(head)]
         for r in sub:
             cells = ""
             for m in metrics:
                 star = "*" if math.isfinite(best[m]) and r[f"{m}_mean"] == best[m] else " "
-                cells += f"{_fmt(r[f'{m}_mean']):>11} ± {_fmt(r[f'{m}_ci2'], 3):<7}{star}"
+                cells += f"{_fmt_ms(r[f'{m}_mean'], r[f'{m}_ci2']):>21}{star}"
             verdict = r["verdict"] or ("baseline" if r["method"] == baseline else "")
             out.append(f"{r['method']:<{width}}{r['n']:>3}{cells}{_fmt(r['norm'], 3):>9}{_fmt_p(r['p_t']):>8}  {verdict}")
-        sentence = gbm_sentence(rows, ds, metrics[0]).replace("**", "")
+        sentence = gbm_sentence(rows, ds, metrics[0], records).replace("**", "")
         if sentence:
             out.append(sentence)
         out.append("")
@@ -179,7 +208,7 @@ def plot_normalized(rows: Sequence[dict], path: Path, baseline: str, metric: str
     ax.set_xticks(range(len(datasets)), datasets, rotation=20, ha="right")
     ax.set_ylabel(f"test {METRIC_NAMES.get(metric, metric)} / {baseline}  (lower is better)"
                   if lower_is_better(metric) else f"test {metric} / {baseline}")
-    ax.set_title(f"error normalized to {baseline} (mean over seeds, 2σ whiskers; hatched: scikit-learn peers)")
+    ax.set_title(f"error / {baseline} error (mean over seeds, 2σ whiskers; hatched: scikit-learn peers)", fontsize=9)
     ax.legend(fontsize=7, ncol=max(1, len(labels) // 12 + 1), bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -218,13 +247,16 @@ def plot_k_sweep(records: Sequence[Mapping[str, Any]], path: Path, baseline: str
     """Error vs number of classes k for every method run at several k; None if there is no sweep."""
     groups: dict[tuple[str, str], dict[int, list[float]]] = {}
     base: dict[str, list[float]] = {}
+    swept = {(r["dataset"], r["method"]) for r in records if key in (r.get("params") or {})}
     for r in records:
         value = (r.get("metrics") or {}).get(metric, math.nan)
         params = r.get("params") or {}
         if r["method"] == baseline and not params:
             base.setdefault(r["dataset"], []).append(value)
-        if key in params:
-            groups.setdefault((r["dataset"], r["method"]), {}).setdefault(int(params[key]), []).append(value)
+        if (r["dataset"], r["method"]) in swept:  # runs left at the default k count at that k
+            k = params.get(key, (r.get("resolved_params") or {}).get(key))
+            if k is not None:
+                groups.setdefault((r["dataset"], r["method"]), {}).setdefault(int(k), []).append(value)
     groups = {g: v for g, v in groups.items() if len(v) >= 2}
     if not groups:
         return None
@@ -430,7 +462,7 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
         lines += [f"### {ds}", "", f"protocol `{rec.get('protocol')}`" +
                   (f", train/val/test = {'/'.join(str(s) for s in sizes)}" if sizes else ""), "",
                   markdown_table(sub, metrics, baseline), ""]
-        sentence = gbm_sentence(rows, ds, metrics[0])
+        sentence = gbm_sentence(rows, ds, metrics[0], records)
         if sentence:
             lines += [sentence, ""]
 
@@ -440,7 +472,7 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
                   "|---|---|---|---|---|---|---|"]
         for p in published:
             r = next((r for r in rows if r["dataset"] == p.dataset and r["method"] == p.method), None)
-            ours = f"{_fmt(r[f'{p.metric}_mean'])} ± {_fmt(r[f'{p.metric}_ci2'], 3)}" if r and f"{p.metric}_mean" in r else "not run"
+            ours = _fmt_ms(r[f"{p.metric}_mean"], r[f"{p.metric}_ci2"]) if r and f"{p.metric}_mean" in r else "not run"
             diff = _fmt(r[f"{p.metric}_mean"] - p.value) if r and f"{p.metric}_mean" in r else "–"
             lines.append(f"| {p.dataset} | `{p.method}` | {p.metric} | {p.value:g} | {ours} | {diff} | "
                          f"{p.source}{' (' + p.note + ')' if p.note else ''} |")
@@ -490,4 +522,4 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
             w.writeheader()
             w.writerows(rows)
     return {"report": report, "figures": figures, "rows": rows, "metrics": metrics, "baseline": baseline,
-            "text": text_table(rows, metrics, baseline) if rows else "no finished runs"}
+            "text": text_table(rows, metrics, baseline, records) if rows else "no finished runs"}

@@ -40,7 +40,8 @@ def method_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
                for g, n in count.items()}
     out = []
     for r in records:
-        params = r.get("params") or {}
+        # a run that left a varying knob at its default is labelled with the value it used
+        params = {**(r.get("resolved_params") or {}), **(r.get("params") or {})}
         keys = sorted(k for k in varying[(r["dataset"], r["method"])] if k in params)
         extra = " ".join(f"{k}={params[k]}" for k in keys)
         out.append(r["method"] + (f" {extra}" if extra else ""))
@@ -65,8 +66,15 @@ def aggregate(records: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("m
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r, label in zip(records, method_labels(records)):
         groups.setdefault((r["dataset"], label), []).append(r)
+    first = {}
+    for r in records:
+        first.setdefault(r["method"], len(first))
+    # peers last; each method's variants together, in the order the methods first appear
+    order = sorted(groups, key=lambda g: (groups[g][0]["method"].startswith("sk-"), first[groups[g][0]["method"]],
+                                          _numeric_suffix(g[1])))
     rows = []
-    for (ds, label), rs in groups.items():
+    for ds, label in order:
+        rs = groups[(ds, label)]
         row: dict[str, Any] = {"dataset": ds, "method": label, "base_method": rs[0]["method"],
                                "params": rs[0].get("params") or {}, "n": len(rs),
                                "seeds": sorted(int(r["seed"]) for r in rs)}
@@ -76,6 +84,18 @@ def aggregate(records: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("m
         row["fit_seconds_mean"] = mean_std(r.get("fit_seconds") or math.nan for r in rs)[0]
         rows.append(row)
     return rows
+
+
+def _numeric_suffix(label: str) -> tuple:
+    """Sort key of a label's parameter values: ``e2e-codec k=5`` before ``e2e-codec k=15``."""
+    out = []
+    for part in label.split(" ")[1:]:
+        value = part.split("=", 1)[-1]
+        try:
+            out.append((0, float(value), ""))
+        except ValueError:
+            out.append((1, 0.0, value))
+    return tuple(out)
 
 
 def paired_test(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, float]:

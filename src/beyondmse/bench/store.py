@@ -26,6 +26,7 @@ import platform
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -148,22 +149,22 @@ class ResultStore:
 
     Notes
     -----
-    A connection is opened per process (on first use after a fork or spawn), so one store
-    object can be handed to worker processes.
+    A connection is opened per process and thread (on first use), so one store object can be
+    handed to worker processes and threads.
     """
 
     def __init__(self, path: str | Path, timeout: float = 120.0):
         self.path = Path(path)
         self.timeout = timeout
-        self._conn: sqlite3.Connection | None = None
-        self._pid: int | None = None
+        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connect()
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
@@ -178,20 +179,22 @@ class ResultStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self._conn, self._pid = conn, os.getpid()
+        self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     def close(self) -> None:
-        if self._conn is not None and self._pid == os.getpid():
-            self._conn.close()
-        self._conn = None
+        """Close this thread's connection (others close when their thread or process ends)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
 
     def __getstate__(self):  # picklable for worker processes: the connection is reopened there
         return {"path": self.path, "timeout": self.timeout}
 
     def __setstate__(self, state):
         self.path, self.timeout = state["path"], state["timeout"]
-        self._conn, self._pid = None, None
+        self._local = threading.local()
 
     def __enter__(self):
         return self

@@ -22,7 +22,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .registry import register_dataset
-from .sources import find_data_file, verify_sha256, where
+from .sources import find_data_file, search_dirs, verify_sha256, where
 from .tables import frame_to_dataset, paper_numeric_columns, read_table
 
 DIAMOND_ORDERS = {
@@ -76,8 +76,8 @@ COORDINATE_FILES = [
 def locate(filename: str, sha256: str | None):
     path = find_data_file(filename)
     if path is None:
-        raise ValueError(f"{filename} not found; set BEYONDMSE_DATA to a folder that holds it "
-                         f"(looked in: {where(filename)})")
+        looked = ", ".join(f"{label} ({folder})" for label, folder in search_dirs())
+        raise ValueError(f"{filename} not found in: {looked}; set BEYONDMSE_DATA to the folder that holds it")
     verify_sha256(path, sha256)
     return path
 

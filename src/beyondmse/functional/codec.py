@@ -183,7 +183,7 @@ def hl_gauss_probs(y: Tensor, edges: Tensor | Sequence[Tensor], sigma: float | S
         if not bool((e[1:] > e[:-1]).all()):
             raise ValueError(f"edges[{d}] must be strictly increasing")
         _check_sigma(s)
-        inner = e[1:-1].to(y.dtype)
+        inner = e[1:-1].to(device=y.device, dtype=y.dtype)
         cdf = _normal_cdf((inner[None, :] - y[:, d:d + 1]) / s)  # (N, k_d - 1)
         zeros = torch.zeros_like(cdf[:, :1])
         ones = torch.ones_like(cdf[:, :1])

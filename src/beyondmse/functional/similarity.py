@@ -48,11 +48,34 @@ class Similarity(nn.Module):
 
 
 class NegSquaredL2(Similarity):
-    r"""Negative squared Euclidean distance, :math:`s(a, b) = -\|a - b\|_2^2` (Eq. 2 of NCA)."""
+    r"""Negative squared Euclidean distance, :math:`s(a, b) = -\gamma \|a - b\|_2^2` (NCA).
+
+    Parameters
+    ----------
+    scale : float, default 1.0
+        :math:`\gamma > 0`; with a softmax on top it is an inverse kernel bandwidth
+        (:math:`\gamma = 1 / (2 \sigma^2)`).
+    learnable : bool, default False
+        Learn :math:`\log \gamma` (useful when the embedding cannot rescale itself, e.g. with an
+        identity trunk).
+    """
+
+    def __init__(self, scale: float = 1.0, learnable: bool = False):
+        super().__init__()
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        log_scale = torch.tensor(math.log(scale))
+        if learnable:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         _check_pair(a, b)
-        return -_squared_distances(a, b)
+        d2 = _squared_distances(a, b)
+        if not self.log_scale.requires_grad and float(self.log_scale) == 0.0:
+            return -d2
+        return -d2 * torch.exp(self.log_scale).to(a.dtype)
 
 
 class Cosine(Similarity):

@@ -41,8 +41,9 @@ def self_entropic_ot(cost: Tensor, gamma: float, n_iter: int = 1000, tol: float 
         \big((f_i - C_{ij})/\varepsilon\big),
 
     first with :math:`\varepsilon` annealed geometrically from the largest cost down to
-    ``gamma`` (epsilon-scaling, one update pair per step; it gives a warm start and is what
-    keeps small ``gamma`` cheap), then at :math:`\varepsilon = \gamma` until the row
+    ``gamma`` (epsilon-scaling, halving at each stage with one update pair per stage, ten
+    once :math:`\varepsilon` is below 1/64 of the cost spread; it gives a warm start and is
+    what keeps small ``gamma`` cheap), then at :math:`\varepsilon = \gamma` until the row
     marginal error :math:`\|T\mathbf 1 - p\|_1` is below ``tol`` (the column marginal is
     exact after each ``g`` update) or ``n_iter`` updates have run.
 
@@ -57,8 +58,10 @@ def self_entropic_ot(cost: Tensor, gamma: float, n_iter: int = 1000, tol: float 
     gamma : float
         Entropic regularisation strength, > 0, in the units of ``cost``. What matters is
         ``gamma`` relative to the cost scale: normalise costs (e.g. by their mean) to make a
-        single ``gamma`` meaningful across problems. Accurate down to ``gamma / max(cost)``
-        of about 1e-6 in float32 (use float64 costs for smaller ratios).
+        single ``gamma`` meaningful across problems. Problems whose cost spread exceeds
+        ``1e4 * gamma`` are solved in float64 internally (single precision would lose the
+        plan there); the result is cast back to ``cost.dtype``. Sinkhorn needs roughly
+        ``spread / gamma`` sweeps on hard instances, so very small ratios are slow.
     n_iter : int, default 1000
         Maximum number of Sinkhorn update pairs at ``gamma`` (after the annealing steps).
     tol : float, default 1e-6
@@ -108,7 +111,11 @@ def self_entropic_ot(cost: Tensor, gamma: float, n_iter: int = 1000, tol: float 
         c = cost.detach()
         if squeeze:
             c = c.unsqueeze(0)
-        plan = _solve(c, float(gamma), n_iter, float(tol), warn)
+        # the exponent arguments reach spread/gamma: past ~1e4 single precision loses the
+        # plan (relative error ~ eps * spread / gamma), so such problems are solved in float64
+        spread = float(c.amax() - c.amin())
+        work = c.double() if c.dtype != torch.float64 and spread / gamma > 1e4 else c
+        plan = _solve(work, float(gamma), n_iter, float(tol), warn).to(c.dtype)
         return plan.squeeze(0) if squeeze else plan
 
 
@@ -139,7 +146,11 @@ def _solve(c: Tensor, gamma: float, n_iter: int, tol: float, warn: bool) -> Tens
     n_steps = int(math.ceil(math.log2(float(top.max()) / gamma))) if float(top.max()) > gamma else 0
     for k in range(n_steps):
         frac = k / n_steps
-        f, g = sweep(f, g, torch.exp((1 - frac) * torch.log(top) + frac * math.log(gamma)), 1)
+        eps = torch.exp((1 - frac) * torch.log(top) + frac * math.log(gamma))
+        # coarse stages need one sweep; fine ones (eps well below the spread) need a few to
+        # track the solution, which is what makes gamma ~ 1e-3 converge quickly
+        steps = 1 if float((eps / top).min()) > 1 / 64 else 10
+        f, g = sweep(f, g, eps, steps)
     log_k = -c / gamma
     a, bb = f / gamma, g / gamma
     check_every = 10

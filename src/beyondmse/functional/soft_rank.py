@@ -10,7 +10,25 @@ from torch.autograd.function import once_differentiable
 __all__ = ["soft_rank", "isotonic_decreasing"]
 
 
-def isotonic_decreasing(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _isotonic_minmax(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The min-max formula :math:`v_i = \\min_{j \\le i} \\max_{k \\ge i} \\bar y_{j..k}`, fully
+    vectorised in O(R n^2) memory: faster than the PAV loop for short rows (a mini-batch)."""
+    R, n = y.shape
+    c = np.concatenate([np.zeros((R, 1)), np.cumsum(y, axis=1)], axis=1)
+    j = np.arange(n)[:, None]
+    k = np.arange(n)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = (c[:, None, 1:] - c[:, :n, None]) / (k - j + 1)
+    means = np.where(k >= j, means, -np.inf)
+    best_k = np.maximum.accumulate(means[:, :, ::-1], axis=2)[:, :, ::-1]  # max over k >= i
+    v = np.where(k >= j, best_k, np.inf).min(axis=1)  # min over j <= i
+    # a new block wherever the value changes (up to rounding between equal block means)
+    step = np.abs(np.diff(v, axis=1)) > 1e-12 * (1.0 + np.abs(v[:, 1:]))
+    block = np.concatenate([np.zeros((R, 1), dtype=np.int64), np.cumsum(step, axis=1)], axis=1)
+    return v, block
+
+
+def isotonic_decreasing(y: np.ndarray, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     r"""Row-wise isotonic regression with a non-increasing constraint, by pool-adjacent-violators.
 
     Solves, independently for every row of ``y``,
@@ -23,9 +41,14 @@ def isotonic_decreasing(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     element, then the rows that still violate the order merge their two last blocks), so the
     number of Python-level iterations is O(n + merges) rather than O(R n).
 
+    Short rows (n <= 48, where it measured faster, and R n^2 <= 4e6) use the equivalent
+    min-max formula vectorised over every row at once instead (``method="auto"``); ``"pav"``
+    and ``"minmax"`` force one.
+
     Parameters
     ----------
     y : ndarray, shape (R, n)
+    method : {"auto", "pav", "minmax"}
 
     Returns
     -------
@@ -37,7 +60,11 @@ def isotonic_decreasing(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 2:
         raise ValueError(f"expected a 2-D array (R, n), got shape {y.shape}")
+    if method not in ("auto", "pav", "minmax"):
+        raise ValueError(f"unknown method {method!r}; expected 'auto', 'pav' or 'minmax'")
     R, n = y.shape
+    if method == "minmax" or (method == "auto" and n <= 48 and R * n * n <= 4_000_000):
+        return _isotonic_minmax(y)
     sums = np.zeros((R, n))
     counts = np.zeros((R, n), dtype=np.int64)
     top = np.zeros(R, dtype=np.int64)  # number of blocks on each row's stack

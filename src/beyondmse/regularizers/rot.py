@@ -132,7 +132,6 @@ class ROTReg(Regularizer):
         self.gamma, self.n_iter, self.tol, self.max_points = float(gamma), n_iter, float(tol), max_points
         #: number of calls whose Sinkhorn solve did not reach ``tol`` (warned about once)
         self.unconverged_ = 0
-        self._target_cache: tuple[Tensor, Tensor] | None = None
 
     def plans(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Normalised feature cost (with gradient) and the constant plans ``(C^Z, T^Z, T^Y)``."""
@@ -141,16 +140,8 @@ class ROTReg(Regularizer):
         tiny = torch.finfo(z.dtype).tiny
         cz = cz / _mean_off_diagonal(cz).clamp_min(tiny)
         cy = cy / _mean_off_diagonal(cy).clamp_min(tiny)
-        cached = self._target_cache
-        if cached is not None and cached[0].shape == y.shape and cached[0].device == y.device \
-                and cached[1].dtype == z.dtype and torch.equal(cached[0], y):
-            # full-batch training sees the same targets every step: T^Y is a constant
-            tz, ty = self._solve(cz.detach()[None])[0], cached[1]
-        else:
-            t = self._solve(torch.stack([cz.detach(), cy]))
-            tz, ty = t[0], t[1]
-            self._target_cache = (y.detach().clone(), ty)
-        return cz, tz, ty
+        t = self._solve(torch.stack([cz.detach(), cy]))
+        return cz, t[0], t[1]
 
     def _solve(self, costs: Tensor) -> Tensor:
         with warnings.catch_warnings(record=True) as caught:

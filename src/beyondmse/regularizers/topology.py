@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
 from torch import Tensor
 
@@ -23,15 +24,14 @@ def mst_edges(dist: Tensor) -> tuple[np.ndarray, np.ndarray]:
     MST edge kills one connected component at a death time equal to its length).
 
     Computed with :func:`scipy.sparse.csgraph.minimum_spanning_tree` on a detached float64
-    copy. A constant is added to all off-diagonal weights first, because scipy reads zero
-    weights (duplicated points) as missing edges; a constant shift does not change the MST.
+    copy. A small constant is added to all off-diagonal weights first, because scipy reads
+    zero weights (duplicated points) as missing edges; a constant shift does not change the MST.
     """
     d = dist.detach().to("cpu", torch.float64).numpy()
     n = d.shape[0]
     shift = 1e-9 * max(float(d.max()), 0.0) + 1e-300
-    w = d + shift
-    np.fill_diagonal(w, 0.0)
-    tree = minimum_spanning_tree(w).tocoo()
+    # upper triangle as an explicit sparse matrix: scipy's dense path drops near-zero weights
+    tree = minimum_spanning_tree(csr_matrix(np.triu(d + shift, k=1))).tocoo()
     if tree.nnz != n - 1:  # pragma: no cover - cannot happen for a complete positive graph
         raise RuntimeError(f"minimum spanning tree has {tree.nnz} edges for {n} points")
     return tree.row.astype(np.int64), tree.col.astype(np.int64)

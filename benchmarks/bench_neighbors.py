@@ -1,0 +1,149 @@
+"""Speed and memory of the neighbor heads (the SoftStep paper's Figure 4, as a measurement).
+
+1. Training-step time (forward + backward + Adam step of the whole model: MLP trunk 16 -> 200
+   -> 200 -> d, then the head) for batch sizes N in {32, 128, 512, 2048} and embedding sizes d in
+   {25, 100, 400}, printed as the median over repeats and as a ratio to the same model with
+   the linear head.
+2. Memory-bank inference: throughput (queries / s) and peak extra resident memory for 10^5 and
+   10^6 stored embeddings (d = 64), each measured in a fresh subprocess. Peak memory is read
+   from the kernel (``VmHWM`` after resetting it through ``/proc/self/clear_refs``): torch's
+   CPU allocator bypasses Python's, so tracemalloc would not see the similarity blocks.
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_neighbors.py [--quick] [--skip-steps] [--skip-memory]
+
+CPU only; warmup before timing; one thread unless ``--threads``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+HEADS = ["ls", "nca", "nca-softstep-g", "nca-softstep-i", "dknn-softstep-g", "dknn-softstep-i", "nca-sparsemax"]
+MEMORY_HEADS = ["nca", "nca-softstep-g", "dknn-softstep-g", "nca-sparsemax"]
+
+
+def step_time(name: str, n: int, d: int, reps: int, warmup: int = 2) -> tuple[float, float]:
+    from beyondmse.methods import build_model
+
+    torch.manual_seed(0)
+    model, _ = build_model(name, 16, 1, {"embedding_dim": d})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.randn(n, 16), torch.rand(n, 1)
+    times = []
+    for i in range(warmup + reps):
+        t0 = time.perf_counter()
+        loss = model.training_loss(x, y).total
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
+    return statistics.median(times), q[2] - q[0]
+
+
+def bench_steps(quick: bool) -> None:
+    sizes = [32, 128, 512] if quick else [32, 128, 512, 2048]
+    dims = [25, 100, 400]
+    print("## training-step time: median ms (ratio to the linear head)\n")
+    print("| N | d | " + " | ".join(HEADS) + " |")
+    print("|---|---|" + "---|" * len(HEADS))
+    for n in sizes:
+        reps = 3 if n >= 2048 else (5 if n >= 512 else 20)
+        if quick:
+            reps = max(2, reps // 2)
+        for d in dims:
+            base = None
+            cells = []
+            for name in HEADS:
+                med, iqr = step_time(name, n, d, reps)
+                base = med if name == "ls" else base
+                cells.append(f"{1e3 * med:.2f} ({med / base:.1f}x)")
+            print(f"| {n} | {d} | " + " | ".join(cells) + " |", flush=True)
+    print()
+
+
+# ----------------------------------------------------------------------------- memory bank
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def membank_child(name: str, m: int, q: int, d: int, chunk: int, threads: int) -> dict:
+    """Run in a subprocess: fill a memory bank of m points and time predictions for q queries."""
+    from beyondmse.methods import build_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model, _ = build_model(name, d, 1, {"trunk": "identity", "chunk_size": chunk})
+    head = model.head
+    head.query_chunk_size = 256
+    head.fit_memory(torch.randn(m, d), torch.rand(m, 1))
+    zq = torch.randn(q, d)
+    with torch.no_grad():
+        head(zq[:8])  # warmup
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
+            reset = True
+        except OSError:
+            reset = False
+        before = _rss_kb("VmRSS")
+        t0 = time.perf_counter()
+        out = head(zq)
+        seconds = time.perf_counter() - t0
+        peak = _rss_kb("VmHWM")
+    assert torch.isfinite(out).all()
+    return {"head": name, "memory": m, "queries": q, "d": d, "chunk": chunk, "seconds": seconds,
+            "queries_per_s": q / seconds, "peak_extra_mb": (peak - before) / 1024 if reset else None,
+            "bank_mb": m * (d + 1) * 4 / 2**20, "dense_matrix_mb": q * m * 4 / 2**20}
+
+
+def bench_memory(quick: bool, threads: int) -> None:
+    sizes = [10**5] if quick else [10**5, 10**6]
+    q, d, chunk = 256, 64, 4096
+    print(f"## memory-bank inference: {q} queries, d = {d}, memory chunk {chunk}, query chunk 256\n")
+    print("| head | stored | seconds | queries/s | peak extra MB | bank MB | dense (Q, M) MB |")
+    print("|---|---|---|---|---|---|---|")
+    for m in sizes:
+        for name in MEMORY_HEADS:
+            cmd = [sys.executable, __file__, "--_child", json.dumps([name, m, q, d, chunk, threads])]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            peak = "n/a" if r["peak_extra_mb"] is None else f"{r['peak_extra_mb']:.0f}"
+            print(f"| {name} | {m:.0e} | {r['seconds']:.2f} | {r['queries_per_s']:.0f} | {peak} | "
+                  f"{r['bank_mb']:.0f} | {r['dense_matrix_mb']:.0f} |", flush=True)
+    print()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--skip-steps", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--_child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._child:
+        print(json.dumps(membank_child(*json.loads(args._child))))
+        return
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU\n")
+    if not args.skip_steps:
+        bench_steps(args.quick)
+    if not args.skip_memory:
+        bench_memory(args.quick, args.threads)
+
+
+if __name__ == "__main__":
+    main()
