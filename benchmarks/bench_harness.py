@@ -57,7 +57,6 @@ def main() -> None:
 
     from beyondmse.bench import ResultStore, RunSpec
     from beyondmse.bench.runner import _init_worker, _pool_context
-    from beyondmse.bench.store import run_key
     from beyondmse.data import load_dataset, make_splits
     from beyondmse.experiment import run_experiment
 
@@ -125,7 +124,7 @@ def main() -> None:
             ("skip check (run_key + finished keys of 500 rows)", check_s, check_iqr),
             ("pool IPC per run (spec in, outcome back)", ipc_s, ipc_iqr),
             (f"process start, cold: pool of {args.jobs} forkserver workers", cold_s, 0.0),
-            (f"process start, warm (pool rebuilt after a crash)", warm_s, 0.0),
+            ("process start, warm (pool rebuilt after a crash)", warm_s, 0.0),
             ("dataset load per worker (diamonds)", load_s, 0.0),
             (f"  jobs x (cold start + load) / {suite_runs} runs", once, 0.0)]
     for name, v, iqr in rows:

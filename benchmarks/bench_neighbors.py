@@ -10,6 +10,7 @@
    CPU allocator bypasses Python's, so tracemalloc would not see the similarity blocks.
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_neighbors.py [--quick] [--skip-steps] [--skip-memory]
+        [--mmap-threshold 65536]
 
 CPU only; warmup before timing; one thread unless ``--threads``.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -109,16 +111,23 @@ def membank_child(name: str, m: int, q: int, d: int, chunk: int, threads: int) -
             "bank_mb": m * (d + 1) * 4 / 2**20, "dense_matrix_mb": q * m * 4 / 2**20}
 
 
-def bench_memory(quick: bool, threads: int) -> None:
+def bench_memory(quick: bool, threads: int, mmap_threshold: int | None = None) -> None:
     sizes = [10**5] if quick else [10**5, 10**6]
     q, d, chunk = 256, 64, 4096
-    print(f"## memory-bank inference: {q} queries, d = {d}, memory chunk {chunk}, query chunk 256\n")
+    note = "" if mmap_threshold is None else f", MALLOC_MMAP_THRESHOLD_={mmap_threshold}"
+    print(f"## memory-bank inference: {q} queries, d = {d}, memory chunk {chunk}, query chunk 256{note}\n")
     print("| head | stored | seconds | queries/s | peak extra MB | bank MB | dense (Q, M) MB |")
     print("|---|---|---|---|---|---|---|")
     for m in sizes:
         for name in MEMORY_HEADS:
             cmd = [sys.executable, __file__, "--_child", json.dumps([name, m, q, d, chunk, threads])]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            env = dict(os.environ)
+            if mmap_threshold is not None:
+                # a fixed glibc mmap threshold returns freed blocks to the OS at once; with the
+                # default dynamic threshold the heap keeps freed similarity blocks, which shows
+                # up as peak-RSS growth with the number of blocks rather than their size
+                env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             r = json.loads(res.stdout.strip().splitlines()[-1])
             peak = "n/a" if r["peak_extra_mb"] is None else f"{r['peak_extra_mb']:.0f}"
             print(f"| {name} | {m:.0e} | {r['seconds']:.2f} | {r['queries_per_s']:.0f} | {peak} | "
@@ -132,6 +141,8 @@ def main(argv=None):
     ap.add_argument("--skip-steps", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--mmap-threshold", type=int, default=None,
+                    help="set MALLOC_MMAP_THRESHOLD_ (bytes) in the memory-bank subprocesses")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
@@ -142,7 +153,7 @@ def main(argv=None):
     if not args.skip_steps:
         bench_steps(args.quick)
     if not args.skip_memory:
-        bench_memory(args.quick, args.threads)
+        bench_memory(args.quick, args.threads, args.mmap_threshold)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def summary(args) -> None:
     for r in rows:
         cells[(r["dataset"], r.get("label", r["method"]), int(r.get("k") or 0))].append(r["metrics"]["mae"])
     datasets = sorted({d for d, _, _ in cells})
-    print(f"MAE on the [0, 1]-scaled test targets, mean ± std over seeds (n = seeds)\n")
+    print("MAE on the [0, 1]-scaled test targets, mean ± std over seeds (n = seeds)\n")
     for d in datasets:
         print(f"### {d}\n")
         ks = sorted({k for dd, _, k in cells if dd == d and k})
@@ -90,7 +90,7 @@ def summary(args) -> None:
         print()
         if base:
             by_seed = {int(r["seed"]): r["metrics"]["mae"] for r in rows if r["dataset"] == d and r.get("label", r["method"]) == "ls"}
-            print(f"Paired difference to ls (same split and seed), mean ± std, negative = better than ls:\n")
+            print("Paired difference to ls (same split and seed), mean ± std, negative = better than ls:\n")
             print("| method | " + " | ".join(f"k = {k}" for k in ks) + " | wins vs ls |")
             print("|---|" + "---|" * (len(ks) + 1))
             for m in labels:

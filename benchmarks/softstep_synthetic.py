@@ -61,7 +61,8 @@ def run(kind: str, label: str, seed: int, epochs: int, resolution: int, trunk: s
     hist = trainer.fit(model, sp.X_train, sp.y_train, sp.X_val, sp.y_val)
     pred = trainer.predict(model, sp.X_test).numpy()
     scaled_truth = (ds.extras["truth"][sp.test_index][:, None] - sp.y_offset) / sp.y_scale
-    rec = {"task": kind, "method": label, "params": params_for(label, trunk, extra), "recipe": METHODS[label], "seed": seed, "epochs": hist.epochs_run,
+    rec = {"task": kind, "method": label, "params": params_for(label, trunk, extra), "recipe": METHODS[label],
+           "seed": seed, "epochs": hist.epochs_run,
            "best_epoch": hist.best_epoch, "fit_seconds": hist.seconds,
            "test_mse": float(np.mean((pred - sp.y_test) ** 2)),
            "test_mse_vs_truth": float(np.mean((pred - scaled_truth) ** 2))}

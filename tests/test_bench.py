@@ -81,14 +81,14 @@ def test_failing_run_is_recorded_and_suite_continues(tmp_path):
     runs = [RunSpec(ds, "sk-ridge", 0), RunSpec(ds, "ls", 0, 1, {"not_a_knob": 1.0}), RunSpec(ds, "sk-ridge", 1),
             RunSpec(ds, "ls", 0, 1)]
     store = ResultStore(tmp_path / "s.sqlite")
-    res = run_suite(Suite("t", "t", runs), store, progress=False)
+    res = run_suite(Suite("t", "t", runs), store, progress=False, threads=1, diagnostics=False)
     assert (res.finished, res.failed, res.skipped) == (3, 1, 0)
     failed = store.rows(status="failed")
     assert len(failed) == 1 and failed[0]["method"] == "ls"
     assert failed[0]["error"].startswith("ValueError") and "not_a_knob" in failed[0]["error"]
     assert store.count("finished") == 3
     # rerun: finished runs are skipped, the failed one is retried (and fails again)
-    res2 = run_suite(Suite("t", "t", runs), store, progress=False)
+    res2 = run_suite(Suite("t", "t", runs), store, progress=False, threads=1)
     assert (res2.skipped, res2.finished, res2.failed) == (3, 0, 1)
     assert store.rows(status="failed")[0]["attempts"] == 2
     res3 = run_suite(Suite("t", "t", runs), store, progress=False, retry_failed=False)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from beyondmse import BeyondMSERegressor, load_dataset, load_model, save_model
+from beyondmse import load_dataset, load_model, save_model
 from beyondmse.data import make_splits
 from beyondmse.experiment import run_experiment
 from beyondmse.methods import build_model

@@ -189,8 +189,11 @@ def build_model(name: str, input_shape: tuple[int, ...] | int, target_dim: int,
     trunk_kw, trainer_kw, knobs = split_params(name, params)
     recipe = RECIPES[base]
     trunk = make_trunk(tuple(input_shape), trunk_kw)
-    head = recipe.make_head(trunk.out_features, target_dim, knobs)
-    regs = list(recipe.make_regularizers(knobs)) + [REGULARIZERS[s].make(knobs) for s in suffixes]
+    # the head and the recipe's own regularizers see the recipe's knobs; each suffix sees its own
+    own = {k: v for k, v in knobs.items() if k in recipe.knobs}
+    head = recipe.make_head(trunk.out_features, target_dim, own)
+    regs = list(recipe.make_regularizers(own))
+    regs += [REGULARIZERS[s].make({k: v for k, v in knobs.items() if k in REGULARIZERS[s].knobs}) for s in suffixes]
     return RegressionModel(trunk, head, regs), trainer_kw
 
 

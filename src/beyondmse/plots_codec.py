@@ -15,10 +15,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from .heads.codec import Codec  # noqa: E402
+from .heads.codec import Codec
 
 __all__ = ["plot_codec"]
 
@@ -51,7 +51,7 @@ def plot_codec(head: Codec, path: str | Path | None = None, n_points: int = 400,
     matplotlib.figure.Figure
     """
     if not isinstance(head, Codec):
-        raise ValueError(f"plot_codec needs a Codec head, got {type(head).__name__}")
+        raise TypeError(f"plot_codec needs a Codec head, got {type(head).__name__}")
     if n_points < 2:
         raise ValueError(f"n_points must be >= 2, got {n_points}")
     m = head.target_dim

@@ -49,7 +49,7 @@ def _maker(mode: str):
     return make_head
 
 
-for _name in _KNOBS:
-    register(Recipe(_name, "codec", _SUMMARIES[_name], _maker(_name), knobs=_KNOBS[_name]))
+for _name, _knobs in _KNOBS.items():
+    register(Recipe(_name, "codec", _SUMMARIES[_name], _maker(_name), knobs=_knobs))
 
 __all__: list[str] = []

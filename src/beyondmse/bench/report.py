@@ -16,8 +16,10 @@ Writes into ``out_dir``:
 Family figures come from the optional modules ``beyondmse.plots_codec``,
 ``beyondmse.plots_neighbors`` and ``beyondmse.plots_tightness``. A module may define
 ``report_figures(records, out_dir) -> list[Path]`` (records as :meth:`ResultStore.rows`
-returns them); the report calls it. For ``plots_codec`` without that hook the report draws the
-encoder membership functions itself with ``plot_codec`` (see :func:`_codec_figures`).
+returns them); the report calls it. Without that hook the report uses what it can without a
+trained model: ``plots_codec.plot_codec`` on codecs rebuilt and fitted on the training targets
+(:func:`_codec_figures`) and ``plots_neighbors.plot_softstep_curves`` when SoftStep recipes ran;
+``plots_tightness`` needs trained embeddings and is listed as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -369,6 +371,17 @@ def _codec_figures(module, records: Sequence[Mapping[str, Any]], out_dir: Path) 
     return list(done.values()), ""
 
 
+def _softstep_figures(module, records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], str]:
+    """The SoftStep map (illustrative (l, u, t) values) when the store has SoftStep recipes."""
+    methods = sorted({r["method"] for r in records if "softstep" in r["method"]})
+    if not methods:
+        return [], "no SoftStep runs in the store"
+    path = module.plot_softstep_curves(out_dir / "softstep_curves.png",
+                                       title="SoftStep(s; l, u, t) of " + ", ".join(methods[:2])
+                                       + " (illustrative l, u, t)")
+    return [Path(path)], ""
+
+
 def family_figures(records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], list[str], list[str]]:
     """Call the family plot modules that are importable; returns (figures, made, skipped-with-reason)."""
     figures, made, skipped = [], [], []
@@ -384,6 +397,12 @@ def family_figures(records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple
                 reason = "" if paths else "its report_figures() made no figure for these runs"
             elif name == "plots_codec" and hasattr(module, "plot_codec"):
                 paths, reason = _codec_figures(module, records, out_dir)
+            elif name == "plots_neighbors" and hasattr(module, "plot_softstep_curves"):
+                paths, reason = _softstep_figures(module, records, out_dir)
+            elif name == "plots_tightness" and hasattr(module, "plot_feature_manifold"):
+                paths, reason = [], ("its plots (feature manifold, similarity matrix) need trained embeddings; "
+                                     "the store keeps metrics, not models, and it defines no "
+                                     "report_figures(records, out_dir) hook")
             else:
                 paths, reason = [], "defines no report_figures(records, out_dir) hook"
         except Exception as err:  # noqa: BLE001 - a family plot must not sink the report

@@ -238,32 +238,11 @@ TIGHTNESS_PUBLISHED = [
 ]
 
 
-QUICK_ROWS = 10_000
+QUICK_ROWS = 10_000  # diamonds-10k: see beyondmse.data.builtin
 QUICK_DATASET = "diamonds-10k"
 # quick settings, not the papers': bigger batches and a cheaper ROT plan keep the demo in minutes
 QUICK_PARAMS = {"batch_size": 256}
 QUICK_METHOD_PARAMS = {"mt+rot": {"rot_max_points": 128}}
-
-
-def _load_quick_dataset() -> Dataset:
-    from ..data import load_dataset
-
-    full = load_dataset("diamonds")
-    idx = np.sort(np.random.default_rng(0).choice(full.n_samples, QUICK_ROWS, replace=False))
-    return Dataset(QUICK_DATASET, full.X[idx], full.y[idx], list(full.feature_names), list(full.target_names),
-                   f"{full.source} (fixed {QUICK_ROWS}-row subsample, numpy seed 0)")
-
-
-def _register_quick_dataset() -> None:
-    from ..data import DATASETS, register_dataset
-
-    if QUICK_DATASET not in DATASETS:
-        register_dataset(QUICK_DATASET, f"diamonds, all columns, a fixed {QUICK_ROWS:,}-row subsample (seed 0): "
-                         "the quick suite / demo set (80/20 then 85/15 split)", _load_quick_dataset,
-                         lambda: DATASETS["diamonds"].where(), f"{QUICK_ROWS} rows")
-
-
-_register_quick_dataset()
 
 
 def quick_suite(seeds: int | Sequence[int] = 3, epochs: int | None = 10) -> Suite:

@@ -125,6 +125,14 @@ def _load_tate_text(n_features: int = 512) -> Dataset:
                    [f"hash{i}" for i in range(n_features)], ["year"], str(path))
 
 
+def _load_diamonds_subsample(rows: int = 10_000) -> Dataset:
+    """A fixed subsample of the embedded diamonds (all columns), small enough for the demo."""
+    full = _load_table(TABLES[0], numeric=False)
+    idx = np.sort(np.random.default_rng(0).choice(full.n_samples, rows, replace=False))
+    return Dataset(f"diamonds-{rows // 1000}k", full.X[idx], full.y[idx], full.feature_names, full.target_names,
+                   f"{full.source} (fixed {rows}-row subsample, numpy seed 0)")
+
+
 def register_builtin() -> None:
     for spec in TABLES:
         size = f"{spec.rows} rows"
@@ -136,6 +144,9 @@ def register_builtin() -> None:
         register_dataset(name, f"PH-Reg synthetic {name} (3-D coordinates from 100-D input)",
                          lambda n=name, f=filename, s=sha: _load_coordinates(n, f, s),
                          lambda f=filename: where(f), "3000 rows, split 100/100/2800")
+    register_dataset("diamonds-10k", "diamonds, all columns, a fixed 10,000-row subsample (the demo set; "
+                     "default 80/20 then 85/15 split)", _load_diamonds_subsample,
+                     lambda: where("diamonds.csv.gz"), "10000 rows")
     register_dataset("retinamnist", "RetinaMNIST 28x28 RGB, diabetic-retinopathy grade 0-4",
                      _load_retinamnist, lambda: where("retinamnist.npz"), "1600 images")
     register_dataset("tate_text", "Tate artworks: year from title/medium/artist text (hashed n-grams)",

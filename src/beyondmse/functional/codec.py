@@ -27,23 +27,23 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 __all__ = [
-    "gaussian_logit_params",
-    "gaussian_encode",
-    "affine_logits",
     "affine_encode",
-    "hl_gauss_probs",
-    "hard_bin_encode",
+    "affine_logits",
     "decode",
-    "kl_from_logits",
-    "kl_divergence",
     "entropy_from_logits",
+    "gaussian_encode",
+    "gaussian_logit_params",
+    "hard_bin_encode",
+    "hl_gauss_probs",
+    "kl_divergence",
+    "kl_from_logits",
 ]
 
 
 # --------------------------------------------------------------------------- checks
 def _check_targets(y: Tensor, m: int | None = None, name: str = "y") -> None:
     if not isinstance(y, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
     if y.dim() != 2 or (m is not None and y.shape[1] != m):
         want = f"(N, {m})" if m is not None else "(N, m)"
         raise ValueError(f"expected {name} of shape {want}, got {tuple(y.shape)}")

@@ -59,13 +59,12 @@ from .linear import point_loss
 MODES = ("ls-softmax", "hard-bin", "soft-bin", "hl-gauss", "trained-codec", "e2e-codec")
 INITS = ("auto", "uniform", "kmeans", "grid")
 _BIN_MODES = ("hard-bin", "hl-gauss")  # centers are bin midpoints, spacing = bin width
-_ENCODER_MODES = ("soft-bin", "trained-codec", "e2e-codec")  # softmax-affine encoder psi_w
 _KMEANS_MAX_POINTS = 20000
 
 
 def _grid_side(k: int, m: int) -> int | None:
     """``n`` with ``n ** m == k``, or None."""
-    n = int(round(k ** (1.0 / m)))
+    n = round(k ** (1.0 / m))
     for cand in (n - 1, n, n + 1):
         if cand >= 2 and cand ** m == k:
             return cand
@@ -206,7 +205,7 @@ class Codec(Head):
             raise ValueError("hl-gauss needs bins: use init='uniform' (m = 1) or 'grid'")
         side = k if m == 1 else _grid_side(int(k), m)
         if auto and init == "grid" and side is None:  # hl-gauss, m > 1: nearest grid n ** m
-            side = max(2, int(round(k ** (1.0 / m))))
+            side = max(2, round(k ** (1.0 / m)))
             k = side ** m
         if init == "grid" and side is None:
             raise ValueError(f"init='grid' needs k = n ** m; got k = {k}, m = {m}")
@@ -346,7 +345,7 @@ class Codec(Head):
     # ------------------------------------------------------------------ codec
     def _check_y(self, y: Tensor, name: str = "y") -> Tensor:
         if not isinstance(y, Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
         if y.dim() == 1 and self.target_dim == 1:
             y = y[:, None]
         if y.dim() != 2 or y.shape[1] != self.target_dim:
@@ -436,4 +435,4 @@ class Codec(Head):
         return LossOutput(total, terms)
 
 
-__all__ = ["Codec", "MODES", "INITS"]
+__all__ = ["INITS", "MODES", "Codec"]
