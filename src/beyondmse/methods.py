@@ -119,6 +119,9 @@ def parse_method(name: str) -> tuple[str, list[str]]:
             raise ValueError(f"unknown regularizer suffix '+{s}' in {name!r}; available: {sorted(REGULARIZERS)}")
     if len(set(suffixes)) != len(suffixes):
         raise ValueError(f"a regularizer suffix is repeated in {name!r}")
+    for s in suffixes:
+        if base in RECIPES and set(REGULARIZERS[s].knobs) & set(RECIPES[base].knobs):
+            raise ValueError(f"recipe {base!r} already includes the '{s}' regularizer; drop '+{s}'")
     return base, suffixes
 
 

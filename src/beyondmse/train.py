@@ -67,8 +67,8 @@ class Trainer:
     weight_decay : float, default 1e-4
         Adam's L2 penalty (or AdamW's decoupled decay with ``optimizer="adamw"``).
     batch_size : int or None, default 256
-        ``None`` means full batch. A last mini-batch of a single sample is merged away
-        (batch-wise heads and regularizers need at least two samples).
+        ``None`` means full batch. A last mini-batch of fewer than three samples is merged
+        into the one before it (batch-wise heads and regularizers need several samples).
     max_epochs : int, default 100
     patience : int or None, default 10
         Early stopping: stop after this many validations without improving validation MAE,
@@ -113,7 +113,7 @@ class Trainer:
         order = torch.randperm(n, generator=generator)
         size = n if self.batch_size is None else self.batch_size
         batches = list(order.split(size))
-        if len(batches) > 1 and len(batches[-1]) < 2:
+        if len(batches) > 1 and len(batches[-1]) < 3:
             batches[-2] = torch.cat([batches[-2], batches.pop()])
         return batches
 
