@@ -125,3 +125,15 @@ def test_experiment_record_format_and_peer_baselines(wine):
     ridge = run_experiment("wine_quality-num", "sk-ridge", 0, splits=wine)
     trivial = np.abs(np.median(wine.y_train) - wine.y_test).mean()
     assert ridge["metrics"]["mae"] < trivial
+
+
+def test_neighbor_model_checkpoint_keeps_its_memory_bank(tmp_path):
+    seed_everything(0)
+    X, y = torch.rand(64, 4), torch.rand(64, 1)
+    model, _ = build_model("nca-softstep-i", 4, 1, {"hidden": 16, "embedding_dim": 8})
+    Trainer(device="cpu", max_epochs=2, batch_size=16).fit(model, X, y)
+    assert model.head.memory_z.shape[0] == 64  # the memory bank holds the training set
+    path = save_model(model, tmp_path / "nca.safetensors", method="nca-softstep-i", input_shape=(4,),
+                      target_dim=1, params={"hidden": 16, "embedding_dim": 8})
+    loaded, _ = load_model(path)
+    torch.testing.assert_close(loaded(X[:10]), model.eval()(X[:10]), rtol=0, atol=0)

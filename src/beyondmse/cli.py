@@ -41,45 +41,14 @@ def summarize(records: list[dict], metrics=("mae", "rmse", "r2")) -> list[dict]:
     return rows
 
 
-def format_table(rows: list[dict], metrics=("mae", "rmse", "r2"), baseline: str | None = "ls") -> str:
-    """A plain-text table, one line per method, with a verdict against ``baseline`` on MAE."""
+def format_table(rows: list[dict], metrics=("mae", "rmse", "r2")) -> str:
+    """A plain-text table, one line per (dataset, method), mean ± 2 sd of each metric."""
     head = f"{'dataset':<18}{'method':<20}" + "".join(f"{m.upper() + ' (mean ± 2sd)':>24}" for m in metrics)
-    lines = [head + f"{'fit s':>8}  vs " + (baseline or "-"), "-" * (len(head) + 20)]
-    base = {r["dataset"]: r for r in rows if r["method"] == baseline}
+    lines = [head + f"{'fit s':>8}", "-" * (len(head) + 8)]
     for r in rows:
         cells = "".join(f"{r[m]:>14.4f} ± {r[m + '_2sd']:<7.4f}" for m in metrics)
-        verdict = ""
-        if r["dataset"] in base and r["method"] != baseline:
-            b = base[r["dataset"]]
-            verdict = "better" if r["mae"] < b["mae"] - 1e-12 else "not better"
-            verdict += f" ({(r['mae'] / b['mae'] - 1) * 100:+.1f}% MAE)"
-        lines.append(f"{r['dataset']:<18}{r['method']:<20}{cells}{r['fit_seconds']:>8.1f}  {verdict}")
+        lines.append(f"{r['dataset']:<18}{r['method']:<20}{cells}{r['fit_seconds']:>8.1f}")
     return "\n".join(lines)
-
-
-def plot_summary(rows: list[dict], path: Path, metric: str = "mae") -> Path:
-    """Bar chart of ``metric`` (mean with 2-sigma error bars) per method, one panel per dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = sorted({r["dataset"] for r in rows})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(1.2 + 1.1 * len(rows) / len(datasets) * len(datasets), 3.6),
-                             squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        sub = [r for r in rows if r["dataset"] == ds]
-        err = [0 if np.isnan(r[metric + "_2sd"]) else r[metric + "_2sd"] for r in sub]
-        ax.bar(range(len(sub)), [r[metric] for r in sub], yerr=err, capsize=3,
-               color=["#888888" if r["method"].startswith("sk-") else "#3b75af" for r in sub])
-        ax.set_xticks(range(len(sub)), [r["method"] for r in sub], rotation=45, ha="right")
-        ax.set_title(ds)
-        ax.set_ylabel(f"test {metric.upper()} (targets scaled to [0, 1])")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------- commands
@@ -112,7 +81,7 @@ def cmd_run(args) -> int:
         print(f"seed {seed}: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  R2 {m['r2']:.4f}  "
               f"({rec['fit_seconds']:.1f} s, {rec['epochs']} epochs)", flush=True)
     print()
-    print(format_table(summarize(records), baseline=None))
+    print(format_table(summarize(records)))
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
