@@ -55,11 +55,11 @@ def format_table(rows: list[dict], metrics=("mae", "rmse", "r2")) -> str:
 def cmd_datasets(args) -> int:
     from .data import DATASETS
 
-    print(f"{'name':<20}{'size':<32}{'where it loads from here'}")
+    print(f"{'name':<26}{'size':<32}{'where it loads from here'}")
     for name, entry in sorted(DATASETS.items()):
-        print(f"{name:<20}{entry.size:<32}{entry.where()}")
+        print(f"{name:<26}{entry.size:<32}{entry.where()}")
         if args.verbose:
-            print(f"{'':<20}{entry.summary}")
+            print(f"{'':<26}{entry.summary}")
     print("\nAlso: any CSV/Parquet file (--dataset path --target column) and openml:<id> "
           "(downloaded once into the user cache).")
     return 0

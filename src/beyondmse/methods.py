@@ -224,8 +224,4 @@ def _load_families() -> None:
     import importlib
 
     for module in ("peers", "recipes_codec", "recipes_neighbors", "recipes_tightness"):
-        try:
-            importlib.import_module(f"{__package__}.{module}")
-        except ModuleNotFoundError as err:  # a family not written yet
-            if err.name != f"{__package__}.{module}":
-                raise
+        importlib.import_module(f"{__package__}.{module}")

@@ -9,19 +9,8 @@ from .splits import PROTOCOLS, Splits, make_splits
 register_builtin()
 
 
-def _register_generated() -> None:
-    """Generated tasks (synthetic 2-D surfaces, manifold coordinates) register themselves on import."""
-    import importlib
-
-    for module in ("synthetic", "coordinates"):
-        try:
-            importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{module}":
-                raise
-
-
-_register_generated()
+# generated tasks (SoftStep's 2-D surfaces, the manifold coordinates) register themselves on import
+from . import coordinates, synthetic  # noqa: E402,F401
 
 __all__ = ["Dataset", "DATASETS", "DatasetEntry", "PROTOCOLS", "Splits", "load_dataset", "make_splits",
            "register_dataset"]
