@@ -444,10 +444,13 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
     failed = store.rows(status="failed", keys=keys)
     published = list(suite.published) if suite is not None else []
     if suite is None:  # published numbers of the built-in suites the stored runs came from
-        from .suites import TIGHTNESS_PUBLISHED
+        from .suites import BB_PUBLISHED, TIGHTNESS_PUBLISHED
 
-        if any(r.get("suite") in ("tightness-coords", "all") for r in records):
-            published = list(TIGHTNESS_PUBLISHED)
+        suites = {r.get("suite") for r in records}
+        if suites & {"tightness-coords", "all"}:
+            published += TIGHTNESS_PUBLISHED
+        if suites & {"bb-tabular", "all"}:
+            published += BB_PUBLISHED
     metrics = choose_metrics(records, published)
     if baseline is None:
         baseline = suite.baseline if suite is not None else "ls"
