@@ -137,3 +137,16 @@ def test_neighbor_model_checkpoint_keeps_its_memory_bank(tmp_path):
                       target_dim=1, params={"hidden": 16, "embedding_dim": 8})
     loaded, _ = load_model(path)
     torch.testing.assert_close(loaded(X[:10]), model.eval()(X[:10]), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", ["e2e-codec", "trained-codec", "hl-gauss", "mt+rot"])
+def test_checkpoint_round_trip_for_family_recipes(tmp_path, method):
+    seed_everything(0)
+    X, y = torch.rand(64, 4), torch.rand(64, 1)
+    params = {"hidden": 16, **({"stage1_steps": 5} if method == "trained-codec" else {})}
+    model, _ = build_model(method, 4, 1, params)
+    Trainer(device="cpu", max_epochs=2, batch_size=16).fit(model, X, y)
+    path = save_model(model, tmp_path / "m.safetensors", method=method, input_shape=(4,), target_dim=1,
+                      params=params)
+    loaded, _ = load_model(path)
+    torch.testing.assert_close(loaded(X), model.eval()(X), rtol=0, atol=0)
