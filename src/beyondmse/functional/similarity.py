@@ -37,6 +37,17 @@ def _squared_distances(a: Tensor, b: Tensor) -> Tensor:
     return d2.clamp_min(0.0)
 
 
+def _register_log_positive(module: nn.Module, attr: str, label: str, value: float, learnable: bool) -> None:
+    """Store ``log(value)`` (value > 0) on ``module`` as a Parameter if learnable, else a buffer."""
+    if not value > 0:
+        raise ValueError(f"{label} must be > 0, got {value}")
+    log_value = torch.tensor(math.log(value))
+    if learnable:
+        setattr(module, attr, nn.Parameter(log_value))
+    else:
+        module.register_buffer(attr, log_value)
+
+
 class Similarity(nn.Module):
     """Base class: ``forward(a (Na, d), b (Nb, d)) -> (Na, Nb)``, larger is closer."""
 
@@ -62,20 +73,12 @@ class NegSquaredL2(Similarity):
 
     def __init__(self, scale: float = 1.0, learnable: bool = False):
         super().__init__()
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
-        log_scale = torch.tensor(math.log(scale))
-        if learnable:
-            self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_scale", log_scale)
+        _register_log_positive(self, "log_scale", "scale", scale, learnable)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         _check_pair(a, b)
-        d2 = _squared_distances(a, b)
-        if not self.log_scale.requires_grad and float(self.log_scale) == 0.0:
-            return -d2
-        return -d2 * torch.exp(self.log_scale).to(a.dtype)
+        # exp(0) == 1 exactly, so the default scale returns -d2 unchanged (no host sync needed)
+        return -_squared_distances(a, b) * torch.exp(self.log_scale).to(a.dtype)
 
 
 class Cosine(Similarity):
@@ -111,13 +114,7 @@ class RBF(Similarity):
 
     def __init__(self, bandwidth: float = 1.0, learnable: bool = False):
         super().__init__()
-        if not bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
-        log_bw = torch.tensor(math.log(bandwidth))
-        if learnable:
-            self.log_bandwidth = nn.Parameter(log_bw)
-        else:
-            self.register_buffer("log_bandwidth", log_bw)
+        _register_log_positive(self, "log_bandwidth", "bandwidth", bandwidth, learnable)
 
     @property
     def bandwidth(self) -> Tensor:
