@@ -152,3 +152,15 @@ def test_bad_iterations_and_tolerance():
         self_entropic_ot(_cost(4), 0.1, n_iter=0)
     with pytest.raises(ValueError, match="tol"):
         self_entropic_ot(_cost(4), 0.1, tol=0.0)
+
+
+@pytest.mark.parametrize("gamma", [0.15, 0.3, 1.0])
+def test_kernel_space_and_log_domain_paths_agree(gamma, monkeypatch):
+    from beyondmse.functional import sinkhorn
+
+    c = torch.stack([_cost(20, seed=1), _cost(20, seed=2) * 3])
+    fast = self_entropic_ot(c, gamma, tol=1e-12, n_iter=20000)
+    monkeypatch.setattr(sinkhorn, "KERNEL_SPACE_MAX_RATIO", 0.0)  # force the log-domain path
+    slow = self_entropic_ot(c, gamma, tol=1e-12, n_iter=20000)
+    torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-7)
+    _check_plan(fast, 20, atol=1e-11)

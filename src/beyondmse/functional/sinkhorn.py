@@ -2,7 +2,13 @@
 
 The solver runs Sinkhorn iterations on the dual potentials in the log domain, with
 epsilon-scaling (annealing the entropic strength from the cost diameter down to ``gamma``)
-so that it stays finite and converges for small ``gamma`` and for costs of any scale.
+so that it stays finite and converges for small ``gamma`` and for costs of any scale. Easy
+problems (cost spread at most 200 ``gamma``, which covers ROT-Reg's defaults) take the
+cheaper kernel-space iterations in float64 instead; both reach the same plan.
+
+Written here rather than calling POT: ``ot.sinkhorn`` solves one problem at a time, has no
+zero-diagonal constraint (the released ROT code adds 999 to the diagonal instead), and its
+log-domain variant has no epsilon-scaling, which is what keeps ``gamma = 1e-3`` finite and fast.
 """
 
 from __future__ import annotations
@@ -45,7 +51,10 @@ def self_entropic_ot(cost: Tensor, gamma: float, n_iter: int = 1000, tol: float 
     once :math:`\varepsilon` is below 1/64 of the cost spread; it gives a warm start and is
     what keeps small ``gamma`` cheap), then at :math:`\varepsilon = \gamma` until the row
     marginal error :math:`\|T\mathbf 1 - p\|_1` is below ``tol`` (the column marginal is
-    exact after each ``g`` update) or ``n_iter`` updates have run.
+    exact after each ``g`` update) or ``n_iter`` updates have run. When the cost spread is at
+    most ``KERNEL_SPACE_MAX_RATIO * gamma`` the same updates run on the scalings
+    :math:`u = e^{f/\gamma}, v = e^{g/\gamma}` in float64 (:math:`u = p / Kv`,
+    :math:`v = p / K^\top u` with :math:`K = e^{-C/\gamma}`), without annealing.
 
     The plan is returned **without gradient**: ROT-Reg uses plans as constants
     (no backpropagation through Sinkhorn), so the solver runs under ``torch.no_grad``.
@@ -119,6 +128,12 @@ def self_entropic_ot(cost: Tensor, gamma: float, n_iter: int = 1000, tol: float 
         return plan.squeeze(0) if squeeze else plan
 
 
+#: largest cost spread / gamma solved by the kernel-space iterations: the smallest kernel
+#: entry is then exp(-200) ~ 1e-87, far from float64 underflow (1e-308), and the scalings
+#: u, v stay below ~1e90
+KERNEL_SPACE_MAX_RATIO = 200.0
+
+
 def _solve(c: Tensor, gamma: float, n_iter: int, tol: float, warn: bool) -> Tensor:
     b, n, _ = c.shape
     eye = torch.eye(n, dtype=torch.bool, device=c.device)
@@ -128,6 +143,8 @@ def _solve(c: Tensor, gamma: float, n_iter: int, tol: float, warn: bool) -> Tens
     c = c - off.amin(dim=(-2, -1), keepdim=True)
     c = c.masked_fill(eye, math.inf)  # log kernel -C/eps = -inf on the diagonal: T_ii = 0
     spread = c.masked_fill(eye, 0.0).amax(dim=(-2, -1))  # (B,)
+    if float(spread.max()) / gamma <= KERNEL_SPACE_MAX_RATIO:
+        return _solve_kernel(c, gamma, n_iter, tol, warn)
     log_p = -math.log(n)
     # potentials in cost units (f, g); the updates work on the scaled a = f/eps, b = g/eps
     f = torch.zeros(b, n, 1, dtype=c.dtype, device=c.device)
@@ -176,3 +193,39 @@ def _solve(c: Tensor, gamma: float, n_iter: int, tol: float, warn: bool) -> Tens
             RuntimeWarning, stacklevel=3,
         )
     return plan
+
+
+def _solve_kernel(c: Tensor, gamma: float, n_iter: int, tol: float, warn: bool) -> Tensor:
+    """Plain Sinkhorn scaling ``T = diag(u) K diag(v)`` with ``K = exp(-C / gamma)`` in float64.
+
+    Same fixed point as the log-domain updates, but each update is a batched matrix-vector
+    product instead of a log-sum-exp over the whole matrix, about 10x cheaper on ROT-Reg's
+    usual problems (costs normalised by their mean, gamma = 0.1). Only used when the cost
+    spread is at most ``KERNEL_SPACE_MAX_RATIO * gamma``, where float64 cannot underflow.
+    (POT's ``ot.sinkhorn`` runs the same iterations, but one problem at a time.)
+    """
+    n = c.shape[-1]
+    kernel = torch.exp(-c.double() / gamma)  # exp(-inf) = 0 on the diagonal: T_ii = 0
+    # scalings kept as row vectors (B, 1, n): a row vector times a contiguous matrix is several
+    # times faster in torch on CPU than a matrix times a column vector
+    kernel_t = kernel.transpose(-2, -1).contiguous()
+    p = 1.0 / n
+    v = torch.ones(c.shape[0], 1, n, dtype=torch.float64, device=c.device)
+    check_every, done, err = 10, 0, math.inf
+    while done < n_iter:
+        for _ in range(min(check_every, n_iter - done)):
+            u = p / (v @ kernel_t)  # u_i = p / sum_j K_ij v_j
+            v = p / (u @ kernel)  # v_j = p / sum_i u_i K_ij
+        done += check_every
+        # the column marginal is exact after the v update; measure the row marginal
+        err = float((u * (v @ kernel_t) - p).abs().sum(dim=(-2, -1)).max())
+        if not math.isfinite(err) or err < tol:
+            break
+    plan = u.transpose(-2, -1) * kernel * v
+    if warn and not err < tol:
+        warnings.warn(
+            f"self_entropic_ot did not converge: marginal L1 error {err:.3g} > tol={tol:g} after "
+            f"n_iter={n_iter} iterations (gamma={gamma:g}); increase n_iter or gamma",
+            RuntimeWarning, stacklevel=3,
+        )
+    return plan.to(c.dtype)
