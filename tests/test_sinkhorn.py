@@ -154,13 +154,15 @@ def test_bad_iterations_and_tolerance():
         self_entropic_ot(_cost(4), 0.1, tol=0.0)
 
 
-@pytest.mark.parametrize("gamma", [0.15, 0.3, 1.0])
-def test_kernel_space_and_log_domain_paths_agree(gamma, monkeypatch):
+@pytest.mark.parametrize("gamma,tol", [(0.02, 1e-5), (0.15, 1e-12), (0.3, 1e-12), (1.0, 1e-12)])
+def test_kernel_space_and_log_domain_paths_agree(gamma, tol, monkeypatch):
+    # gamma = 0.02 here is a spread/gamma ratio of about 200 (kernel entries near 1e-90); small
+    # relative gammas converge slowly, hence the looser tolerance there
     from beyondmse.functional import sinkhorn
 
-    c = torch.stack([_cost(20, seed=1), _cost(20, seed=2) * 3])
-    fast = self_entropic_ot(c, gamma, tol=1e-12, n_iter=20000)
+    c = torch.stack([_cost(20, seed=1), _cost(20, seed=2) * 1.5])
+    fast = self_entropic_ot(c, gamma, tol=tol, n_iter=50000)
     monkeypatch.setattr(sinkhorn, "KERNEL_SPACE_MAX_RATIO", 0.0)  # force the log-domain path
-    slow = self_entropic_ot(c, gamma, tol=1e-12, n_iter=20000)
-    torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-7)
-    _check_plan(fast, 20, atol=1e-11)
+    slow = self_entropic_ot(c, gamma, tol=tol, n_iter=50000)
+    torch.testing.assert_close(fast, slow, atol=10 * tol, rtol=0)
+    _check_plan(fast, 20, atol=tol)
