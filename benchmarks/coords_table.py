@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from beyondmse.bench.suites import COORD_ROT, coord_knobs
 from beyondmse.data import load_dataset
 from beyondmse.methods import build_model
 from beyondmse.train import Trainer, seed_everything
@@ -43,23 +44,22 @@ TRUNK = {"hidden": 100, "depth": 2, "dropout": 0.0}
 
 
 def rows(manifold: str) -> dict[str, tuple[str, dict]]:
-    """Row label -> (method, knobs). Regularizer weights: the released scripts' where known."""
-    ph_topo, ph_dim = (10000.0, 1.0) if manifold == "mammoth" else (100.0, 1.0)
-    rot_w, rot_gamma = ROT_SETTINGS[manifold]
-    return {
-        "baseline": ("ls", {}),
-        "+OE": ("oe", {"oe_weight": 0.1}),
-        "+PH-Reg": ("ph-reg", {"ph_reg_weight": 1.0, "ph_reg_topo_weight": ph_topo, "ph_reg_dim_weight": ph_dim}),
-        "+MT": ("mt", {"n_targets": 8}),
-        "+ROT": ("rot", {"rot_weight": rot_w, "rot_gamma": rot_gamma}),
-        "+MT+ROT": ("mt+rot", {"rot_weight": rot_w, "rot_gamma": rot_gamma, "n_targets": 8}),
-    }
+    """Row label -> (method, knobs): the knobs of the ``tightness-coords`` suite (PH-Reg's
+    released weights, the ROT settings chosen on validation), with ``--rot-*`` overrides."""
+    labels = {"baseline": "ls", "+OE": "oe", "+PH-Reg": "ph-reg", "+MT": "mt", "+ROT": "rot", "+MT+ROT": "mt+rot"}
+    out = {}
+    for label, method in labels.items():
+        knobs = coord_knobs(manifold, method)
+        if "rot_weight" in knobs:
+            knobs.update(rot_weight=ROT_SETTINGS[manifold][0], rot_gamma=ROT_SETTINGS[manifold][1])
+        if method.startswith("mt"):
+            knobs["n_targets"] = 8
+        out[label] = (method, knobs)
+    return out
 
 
-#: ROT (weight, gamma) per manifold, chosen on the validation split only (2 runs of 2000
-#: epochs each over weight {1, 10, 100} x gamma {0.1, 0.03, 0.01}; mammoth weights x100,
-#: since its targets are in units of hundreds, as for PH-Reg's lambda_t)
-ROT_SETTINGS = {"circle": (1.0, 0.03), "torus": (10.0, 0.01), "mammoth": (10000.0, 0.03)}
+#: ROT (weight, gamma) per manifold: the suite's validated settings unless overridden
+ROT_SETTINGS = dict(COORD_ROT)
 
 
 def paper_init(model: nn.Module) -> None:
