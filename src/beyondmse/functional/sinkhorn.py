@@ -201,7 +201,7 @@ def _solve_kernel(c: Tensor, gamma: float, n_iter: int, tol: float, warn: bool) 
     """Plain Sinkhorn scaling ``T = diag(u) K diag(v)`` with ``K = exp(-C / gamma)`` in float64.
 
     Same fixed point as the log-domain updates, but each update is a batched matrix-vector
-    product instead of a log-sum-exp over the whole matrix, about 10x cheaper on ROT-Reg's
+    product instead of a log-sum-exp over the whole matrix: several times cheaper on ROT-Reg's
     usual problems (costs normalised by their mean, gamma = 0.1). Only used when the cost
     spread is at most ``KERNEL_SPACE_MAX_RATIO * gamma``, where no kernel entry underflows;
     returns ``None`` if the scalings still over- or underflow (the caller then switches to the
