@@ -2,10 +2,11 @@
 
 One step = forward, ``training_loss`` (head loss + regularizers), backward and an Adam step,
 on the default MLP trunk (hidden 128, depth 2) with random inputs (32 features), or with
-``--input 3,64,64`` on the SmallCNN trunk with random images, and scalar targets. The
+``--input 3,32,32`` on the SmallCNN trunk with random images, and scalar targets. The
 regularizers cost the same whatever the trunk, so their ratio shrinks as the trunk grows
-(the paper's +14% is on a ResNet-50 on GPU). For each batch size: ``--warmup`` untimed steps, then ``--reps`` timed steps; the
-median and inter-quartile range (IQR) are printed, and the ratio of medians to ``ls``.
+(the paper's +14% is on a ResNet-50 on GPU). For each batch size: ``--warmup`` untimed
+steps, then ``--reps`` timed steps; the median and inter-quartile range (IQR) are printed,
+and the ratio of medians to ``ls``.
 CUDA is synchronised around each timed step.
 
 The paper reports +14% wall time for L_ot and +26% for MT + L_ot (full training, GPU).
