@@ -189,11 +189,7 @@ def _solve(c: Tensor, gamma: float, n_iter: int, tol: float, warn: bool) -> Tens
             return plan
     plan = torch.exp(log_k + a + bb)
     if warn:
-        warnings.warn(
-            f"self_entropic_ot did not converge: marginal L1 error {err:.3g} > tol={tol:g} after "
-            f"n_iter={n_iter} iterations (gamma={gamma:g}); increase n_iter or gamma",
-            RuntimeWarning, stacklevel=3,
-        )
+        _warn_unconverged(err, tol, n_iter, gamma)
     return plan
 
 
@@ -228,9 +224,14 @@ def _solve_kernel(c: Tensor, gamma: float, n_iter: int, tol: float, warn: bool) 
             break
     plan = u.transpose(-2, -1) * kernel * v
     if warn and not err < tol:
-        warnings.warn(
-            f"self_entropic_ot did not converge: marginal L1 error {err:.3g} > tol={tol:g} after "
-            f"n_iter={n_iter} iterations (gamma={gamma:g}); increase n_iter or gamma",
-            RuntimeWarning, stacklevel=3,
-        )
+        _warn_unconverged(err, tol, n_iter, gamma)
     return plan.to(c.dtype)
+
+
+def _warn_unconverged(err: float, tol: float, n_iter: int, gamma: float) -> None:
+    # stacklevel 4: this helper, the solver, self_entropic_ot, then its caller
+    warnings.warn(
+        f"self_entropic_ot did not converge: marginal L1 error {err:.3g} > tol={tol:g} after "
+        f"n_iter={n_iter} iterations (gamma={gamma:g}); increase n_iter or gamma",
+        RuntimeWarning, stacklevel=4,
+    )
