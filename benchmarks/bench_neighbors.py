@@ -32,7 +32,7 @@ MEMORY_HEADS = ["nca", "nca-softstep-g", "dknn-softstep-g", "nca-sparsemax"]
 
 
 def step_time(name: str, n: int, d: int, reps: int, warmup: int = 2) -> tuple[float, float]:
-    from beyondmse.methods import build_model
+    from beyondmse.recipes import build_model
 
     torch.manual_seed(0)
     model, _ = build_model(name, 16, 1, {"embedding_dim": d})
@@ -83,7 +83,7 @@ def _rss_kb(field: str) -> int:
 
 def membank_child(name: str, m: int, q: int, d: int, chunk: int, threads: int) -> dict:
     """Run in a subprocess: fill a memory bank of m points and time predictions for q queries."""
-    from beyondmse.methods import build_model
+    from beyondmse.recipes import build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

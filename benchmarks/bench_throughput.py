@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from beyondmse.data import load_dataset, make_splits
-from beyondmse.methods import build_model
+from beyondmse.recipes import build_model
 from beyondmse.train import Trainer, seed_everything
 
 

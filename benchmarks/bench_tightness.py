@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from beyondmse.methods import build_model
+from beyondmse.recipes import build_model
 from beyondmse.train import seed_everything
 
 METHODS = ("ls", "mt", "rot", "mt+rot", "ranksim", "oe", "ph-reg")

@@ -31,7 +31,7 @@ from torch import nn
 
 from beyondmse.bench.suites import COORD_ROT, coord_knobs
 from beyondmse.data import load_dataset
-from beyondmse.methods import build_model
+from beyondmse.recipes import build_model
 from beyondmse.train import Trainer, seed_everything
 
 PUBLISHED = {  # mean test MSE over 10 runs (tightness paper Table 3 / PH-Reg)

@@ -33,8 +33,8 @@ import torch
 
 from beyondmse.data import make_splits
 from beyondmse.data.synthetic import KINDS, make_synthetic, truth
-from beyondmse.methods import build_model
-from beyondmse.plots_neighbors import grid_points, plot_softstep_curves, plot_surfaces
+from beyondmse.recipes import build_model
+from beyondmse.plots.neighbors import grid_points, plot_softstep_curves, plot_surfaces
 from beyondmse.train import Trainer, seed_everything
 
 TRUNK = {"hidden": 200, "depth": 2, "dropout": 0.1, "embedding_dim": 64, "batch_size": 32}

@@ -360,12 +360,16 @@ def test_report_from_small_store_has_valid_pngs(tmp_path):
     assert best_line
 
 
-def test_family_figures_list_what_was_skipped(tmp_path):
+def test_family_figures_call_each_family_hook_once(tmp_path):
     from beyondmse.bench.report import family_figures
 
-    figs, made, skipped = family_figures([], tmp_path)
-    assert len(made) + len(skipped) == 3
-    assert all(s.startswith("`beyondmse.plots_") for s in skipped)
+    assert family_figures([], tmp_path) == ([], [], [])
+    runs = [{"method": m, "dataset": "toy", "seed": 0} for m in ("ls", "sk-hgb", "mt", "mt+rot", "nca-softstep-g")]
+    figs, made, skipped = family_figures(runs, tmp_path)
+    # tightness has a hook that draws nothing from records; neighbors draws the SoftStep map
+    assert [s.split("`")[1] for s in skipped] == ["beyondmse.plots.tightness"]
+    assert [m.split("`")[1] for m in made] == ["beyondmse.plots.neighbors"]
+    assert [p.name for p in figs] == ["softstep_curves.png"]
 
 
 # --------------------------------------------------------------------------- suites

@@ -22,7 +22,7 @@ from beyondmse.functional.codec import (
 )
 from beyondmse.heads import Codec
 from beyondmse.heads.codec import MODES
-from beyondmse.methods import build_model, split_params
+from beyondmse.recipes import build_model, split_params
 
 torch.set_num_threads(1)
 
@@ -358,7 +358,7 @@ def test_codec_recipe_multidimensional_end_to_end():
 
 
 def test_recipes_registered_with_family():
-    from beyondmse.methods import RECIPES, available_methods
+    from beyondmse.recipes import RECIPES, available_methods
 
     names = set(available_methods())
     for name in ("ls-softmax", "hard-bin", "soft-bin", "hl-gauss", "trained-codec", "e2e-codec"):
@@ -373,7 +373,7 @@ def test_plots_return_figures(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from beyondmse.plots_codec import plot_codec
+    from beyondmse.plots.codec import plot_codec
 
     head = Codec(4, 1, k=5, mode="soft-bin")
     head.fit_targets(_y1())

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from beyondmse.cli import main
-from beyondmse.methods import build_model, parse_method, split_params
+from beyondmse.recipes import build_model, parse_method, split_params
 
 
 def test_parse_method_and_suffixes():

@@ -9,7 +9,7 @@ from torch import nn
 from beyondmse.functional.similarity import RBF, Cosine, NegSquaredL2, make_similarity
 from beyondmse.heads import NCA, DiffKNN, Linear
 from beyondmse.heads.neighbors import GlobalSoftStep, InstanceSoftStep, knn_step_weights
-from beyondmse.methods import RECIPES, build_model, parse_method
+from beyondmse.recipes import RECIPES, build_model, parse_method
 
 CONFIGS = {
     "nca": lambda d: NCA(d),
@@ -336,7 +336,7 @@ def test_learnable_l2_scale():
 def test_plots_write_png(tmp_path):
     import numpy as np
 
-    from beyondmse.plots_neighbors import grid_points, plot_softstep_curves, plot_surfaces
+    from beyondmse.plots.neighbors import grid_points, plot_softstep_curves, plot_surfaces
 
     pts, axis = grid_points(10)
     surf = pts[:, 0].reshape(10, 10)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from beyondmse.heads import Linear, MultiTarget
-from beyondmse.methods import build_model, parse_method
+from beyondmse.recipes import build_model, parse_method
 from beyondmse.regularizers import OrdinalEntropy, PHReg, RankSim, ROTReg
 from beyondmse.regularizers.ranksim import blackbox_rank, rank_normalised
 from beyondmse.regularizers.topology import mst_edges
@@ -349,7 +349,7 @@ def test_diagnostic_plots_draw(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from beyondmse.plots_tightness import plot_feature_manifold, plot_similarity_matrix, project_features
+    from beyondmse.plots.tightness import plot_feature_manifold, plot_similarity_matrix, project_features
 
     t = np.linspace(0, 1, 60)
     z = np.stack([np.cos(3 * t), np.sin(3 * t), t, np.zeros_like(t)], 1)
@@ -367,7 +367,7 @@ def test_diagnostic_plots_draw(tmp_path):
 
 # --------------------------------------------------------------------------- composition
 def _composable_recipes():
-    from beyondmse.methods import RECIPES, available_methods
+    from beyondmse.recipes import RECIPES, available_methods
 
     available_methods()  # loads the family modules
     return sorted(RECIPES)

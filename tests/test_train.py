@@ -5,7 +5,7 @@ import torch
 from beyondmse import load_dataset, load_model, save_model
 from beyondmse.data import make_splits
 from beyondmse.experiment import run_experiment
-from beyondmse.methods import build_model
+from beyondmse.recipes import build_model
 from beyondmse.models import MLP, Identity, RegressionModel, SmallCNN
 from beyondmse.heads import Linear
 from beyondmse.train import Trainer, seed_everything

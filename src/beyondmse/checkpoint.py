@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .methods import build_model
+from .recipes import build_model
 from .models.regression_model import RegressionModel
 
 _META_KEY = "beyondmse"

@@ -170,7 +170,7 @@ def cmd_demo(args) -> int:
     if args.dataset == "diamonds":
         suite = get_suite("quick", seeds=args.seeds, epochs=args.epochs)
     else:
-        from .methods import available_methods
+        from .recipes import available_methods
 
         known = set(available_methods())
         methods = [m for m in QUICK_METHODS if parse_method_safe(m) in known]
@@ -187,7 +187,7 @@ def cmd_demo(args) -> int:
 
 def parse_method_safe(name, parse_method=None) -> str | None:
     if parse_method is None:
-        from .methods import parse_method
+        from .recipes import parse_method
     try:
         base, _ = parse_method(name)
         return base

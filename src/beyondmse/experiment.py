@@ -17,7 +17,7 @@ import torch
 
 from . import metrics as M
 from .data import Dataset, Splits, load_dataset, make_splits
-from .methods import PEERS, build_model, parse_method, split_params
+from .recipes import PEERS, build_model, parse_method, split_params
 from .train import Trainer, seed_everything
 
 
@@ -61,13 +61,13 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
     dataset : str or Dataset
         A registered name, ``openml:<id>``, or a loaded :class:`Dataset`.
     method : str
-        A recipe (``beyondmse.methods.available_methods()``), optionally with ``+reg`` suffixes.
+        A recipe (``beyondmse.recipes.available_methods()``), optionally with ``+reg`` suffixes.
     seed : int
         Seeds the split, the initialisation and the mini-batch order.
     epochs : int, optional
         Maximum epochs (early stopping on validation MAE still applies); default: the recipe's.
     params : dict, optional
-        Trunk, trainer and recipe knobs (see :func:`beyondmse.methods.split_params`).
+        Trunk, trainer and recipe knobs (see :func:`beyondmse.recipes.split_params`).
     protocol : str, optional
         Split protocol (see :mod:`beyondmse.data.splits`).
     splits : Splits, optional

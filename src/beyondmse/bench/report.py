@@ -13,13 +13,9 @@ Writes into ``out_dir``:
   number of classes k, when the store has a k sweep), ``learning_curves.png`` (validation
   error per epoch), and the family figures.
 
-Family figures come from the optional modules ``beyondmse.plots_codec``,
-``beyondmse.plots_neighbors`` and ``beyondmse.plots_tightness``. A module may define
-``report_figures(records, out_dir) -> list[Path]`` (records as :meth:`ResultStore.rows`
-returns them); the report calls it. Without that hook the report uses what it can without a
-trained model: ``plots_codec.plot_codec`` on codecs rebuilt and fitted on the training targets
-(:func:`_codec_figures`) and ``plots_neighbors.plot_softstep_curves`` when SoftStep recipes ran;
-``plots_tightness`` needs trained embeddings and is listed as skipped, with the reason.
+Family figures come from each recipe's figure module (``Recipe.plots``, see
+:mod:`beyondmse.plots`): the report groups the stored runs by that module and calls its
+``report_figures(records, out_dir) -> list[Path]`` hook. No family is named here.
 """
 
 from __future__ import annotations
@@ -33,24 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from ..plots._mpl import pyplot as _plt
 from .stats import compare_to_baseline, lower_is_better, method_labels, paired_test
 from .store import ResultStore, utc_now
 from .suites import Published, Suite
 
-FAMILY_MODULES = ("plots_codec", "plots_neighbors", "plots_tightness")
 METRIC_NAMES = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "mse": "MSE", "spearman": "Spearman",
                 "kendall": "Kendall", "delta_1": "δ1"}
 PEER_PREFIX = "sk-"
 GBM = "sk-hgb"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -328,90 +315,35 @@ def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Pa
     return path
 
 
-CODEC_FIXED = ("hard-bin", "soft-bin", "hl-gauss", "trained-codec")
-
-
-def _codec_figures(module, records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], str]:
-    """Encoder membership functions of the codec methods in the store, via ``plot_codec``.
-
-    The store keeps metrics, not models, so the codec is rebuilt from the run's resolved
-    parameters and fitted on the training targets of (dataset, first seed): this is the exact
-    encoder for ``hard-bin``, ``soft-bin``, ``hl-gauss`` (fixed encoders) and ``trained-codec``
-    (stage 1 runs on the targets alone); for ``e2e-codec`` it is the initial encoder.
-    """
-    import torch
-
-    from ..data import load_dataset, make_splits
-    from ..methods import build_model, split_params
-
-    done: dict[tuple[str, str], Path] = {}
-    for r in records:
-        base = r["method"]
-        if base not in CODEC_FIXED + ("e2e-codec",) or not isinstance(r["dataset"], str):
-            continue
-        if (r["dataset"], base) in done or len(done) >= 8:
-            continue
-        try:
-            ds = load_dataset(r["dataset"])
-        except ValueError:
-            continue
-        if ds.target_dim > 2:
-            continue
-        splits = make_splits(ds, seed=int(r["seed"]), protocol=r.get("protocol"))
-        _, _, knobs = split_params(base, {k: v for k, v in (r.get("params") or {}).items()})
-        torch.manual_seed(0)
-        model, _ = build_model(base, splits.X_train.shape[1:], splits.y_train.shape[1], knobs)
-        model.head.fit_targets(torch.as_tensor(splits.y_train))
-        what = "initial encoder" if base == "e2e-codec" else "encoder"
-        path = out_dir / f"codec_{r['dataset']}_{base}.png"
-        module.plot_codec(model.head, path, title=f"{base} k={knobs.get('k')} on {r['dataset']} ({what})")
-        done[(r["dataset"], base)] = path
-    if not done:
-        return [], "no codec runs in the store"
-    return list(done.values()), ""
-
-
-def _softstep_figures(module, records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], str]:
-    """The SoftStep map (illustrative (l, u, t) values) when the store has SoftStep recipes."""
-    methods = sorted({r["method"] for r in records if "softstep" in r["method"]})
-    if not methods:
-        return [], "no SoftStep runs in the store"
-    path = module.plot_softstep_curves(out_dir / "softstep_curves.png",
-                                       title="SoftStep(s; l, u, t) of " + ", ".join(methods[:2])
-                                       + " (illustrative l, u, t)")
-    return [Path(path)], ""
-
-
 def family_figures(records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], list[str], list[str]]:
-    """Call the family plot modules that are importable; returns (figures, made, skipped-with-reason)."""
-    figures, made, skipped = [], [], []
-    for name in FAMILY_MODULES:
+    """Call the figure hook of every family in ``records``; returns (figures, made, skipped-with-reason).
+
+    Runs are grouped by their base recipe's ``plots`` module; peers and recipes without one
+    have no family figures.
+    """
+    from ..recipes import RECIPES, parse_method
+
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
         try:
-            module = importlib.import_module(f"beyondmse.{name}")
-        except ImportError as err:
-            skipped.append(f"`beyondmse.{name}`: not importable ({type(err).__name__}: {err})")
+            base, _ = parse_method(r["method"])
+        except ValueError:  # a run of a method this installation no longer has
             continue
+        module = getattr(RECIPES.get(base), "plots", None)
+        if module:
+            groups.setdefault(module, []).append(r)
+    figures, made, skipped = [], [], []
+    for name, group in groups.items():
         try:
-            if hasattr(module, "report_figures"):
-                paths = [Path(p) for p in module.report_figures(list(records), out_dir) or []]
-                reason = "" if paths else "its report_figures() made no figure for these runs"
-            elif name == "plots_codec" and hasattr(module, "plot_codec"):
-                paths, reason = _codec_figures(module, records, out_dir)
-            elif name == "plots_neighbors" and hasattr(module, "plot_softstep_curves"):
-                paths, reason = _softstep_figures(module, records, out_dir)
-            elif name == "plots_tightness" and hasattr(module, "plot_feature_manifold"):
-                paths, reason = [], ("its plots (feature manifold, similarity matrix) need trained embeddings; "
-                                     "the store keeps metrics, not models, and it defines no "
-                                     "report_figures(records, out_dir) hook")
-            else:
-                paths, reason = [], "defines no report_figures(records, out_dir) hook"
+            paths = [Path(p) for p in importlib.import_module(name).report_figures(list(group), out_dir) or []]
+            reason = "" if paths else "its report_figures() made no figure for these runs"
         except Exception as err:  # noqa: BLE001 - a family plot must not sink the report
             paths, reason = [], f"raised {type(err).__name__}: {err}"
         if paths:
             figures += paths
-            made.append(f"`beyondmse.{name}`: {len(paths)} figure(s)")
+            made.append(f"`{name}`: {len(paths)} figure(s)")
         else:
-            skipped.append(f"`beyondmse.{name}`: {reason}")
+            skipped.append(f"`{name}`: {reason}")
     return figures, made, skipped
 
 

@@ -170,7 +170,7 @@ class Suite:
 
 # --------------------------------------------------------------------------- helpers
 def _methods_here(wanted: Iterable[str], skipped: list[str]) -> list[str]:
-    from ..methods import parse_method
+    from ..recipes import parse_method
 
     out = []
     for m in wanted:
@@ -216,7 +216,7 @@ def _grid(datasets, methods, seeds, epochs, params_for: Callable[[str], list[dic
 
 
 def _is_peer(method: str) -> bool:
-    from ..methods import is_peer
+    from ..recipes import is_peer
 
     return is_peer(method)
 
@@ -393,7 +393,7 @@ def adhoc_suite(datasets: Sequence[str | Dataset], methods: Sequence[str], seeds
     """
     if not datasets or not methods:
         raise ValueError("an ad-hoc suite needs at least one dataset and one method")
-    from ..methods import parse_method
+    from ..recipes import parse_method
 
     for m in methods:
         parse_method(m)
@@ -446,7 +446,7 @@ def load_suite_file(path: str | Path, seeds: int | Sequence[int] | None = None,
     protocol = spec.get("protocol")
     base_params = dict(spec.get("params", {}))
     methods = list(spec.get("methods", []))
-    from ..methods import parse_method
+    from ..recipes import parse_method
 
     runs: list[RunSpec] = []
     for m in methods:

@@ -41,7 +41,7 @@ class TuneUnavailable(RuntimeError):
 
 def search_space(method: str) -> dict[str, tuple[float, float]]:
     """``{knob: (low, high)}`` searched in log space for ``method``: lr and its loss weights."""
-    from ..methods import is_peer, split_params
+    from ..recipes import is_peer, split_params
 
     if is_peer(method):
         return {}

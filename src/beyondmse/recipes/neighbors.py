@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .functional.similarity import make_similarity
-from .heads.neighbors import NCA, DiffKNN
-from .methods import Recipe, register
+from ..similarity import make_similarity
+from ..heads.neighbors import NCA, DiffKNN
+from .base import Recipe, register
 
 FAMILY = "neighbors"
 TRUNK = {"hidden": 200, "depth": 2, "dropout": 0.1, "embedding_dim": 64}
 TRAINER = {"batch_size": 32, "lr": 1e-3}
+PLOTS = "beyondmse.plots.neighbors"
 
 _COMMON = {"similarity": "l2", "rbf_bandwidth": 1.0, "learn_bandwidth": False, "l2_scale": 1.0, "learn_scale": False,
            "chunk_size": 4096}
@@ -62,14 +63,14 @@ def _dknn(kind):
 
 
 register(Recipe("nca", FAMILY, "NCA head: softmax over batch similarities, memory-bank inference",
-                _nca(None), knobs=dict(_COMMON), trunk=TRUNK, trainer=TRAINER))
+                _nca(None), knobs=dict(_COMMON), trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
 register(Recipe("nca-softstep-g", FAMILY, "NCA + SoftStep with global (l, u, t) (SoftStep Alg. 2)",
-                _nca("global"), knobs={**_COMMON, **_SOFTSTEP}, trunk=TRUNK, trainer=TRAINER))
+                _nca("global"), knobs={**_COMMON, **_SOFTSTEP}, trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
 register(Recipe("nca-softstep-i", FAMILY, "NCA + SoftStep with per-instance (l, u, t) (SoftStep Alg. 2)",
-                _nca("instance"), knobs={**_COMMON, **_SOFTSTEP}, trunk=TRUNK, trainer=TRAINER))
+                _nca("instance"), knobs={**_COMMON, **_SOFTSTEP}, trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
 register(Recipe("dknn-softstep-g", FAMILY, "differentiable kNN, soft ranks + learned global k (SoftStep Alg. 1)",
-                _dknn("global"), knobs={**_COMMON, **_DKNN}, trunk=TRUNK, trainer=TRAINER))
+                _dknn("global"), knobs={**_COMMON, **_DKNN}, trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
 register(Recipe("dknn-softstep-i", FAMILY, "differentiable kNN, soft ranks + per-instance k (SoftStep Alg. 1)",
-                _dknn("instance"), knobs={**_COMMON, **_DKNN}, trunk=TRUNK, trainer=TRAINER))
+                _dknn("instance"), knobs={**_COMMON, **_DKNN}, trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
 register(Recipe("nca-sparsemax", FAMILY, "NCA with sparsemax instead of softmax (entmax)",
-                _nca(None, "sparsemax"), knobs=dict(_COMMON), trunk=TRUNK, trainer=TRAINER))
+                _nca(None, "sparsemax"), knobs=dict(_COMMON), trunk=TRUNK, trainer=TRAINER, plots=PLOTS))

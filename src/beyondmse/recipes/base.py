@@ -1,4 +1,4 @@
-"""Named recipes: a name -> (trunk settings, head, regularizers, trainer settings).
+"""The recipe registry: a name -> (trunk settings, head, regularizers, trainer settings).
 
 The CLI, the benchmark, :class:`~beyondmse.BeyondMSERegressor` and the tests all build
 methods through :func:`build_model`, so a recipe means the same thing everywhere
@@ -8,6 +8,12 @@ A method name is a base recipe plus optional ``+reg`` suffixes, e.g. ``"e2e-code
 each suffix adds that regularizer (see :data:`REGULARIZERS`) to the base recipe.
 Peer baselines from scikit-learn (``sk-hgb``, ``sk-knn``, ``sk-ridge``) are in
 :data:`PEERS`; they are not torch models and are run by :mod:`beyondmse.experiment`.
+
+Each family registers its recipes from its own module of this package (``baseline``, ``codec``,
+``neighbors``, ``tightness``, ``suffixes``, ``peers``); ``import beyondmse.recipes`` imports them
+all. A recipe's ``family`` is the only place a family's method names are listed:
+:func:`methods_in_family` answers "which methods belong to the codec family" for the suites,
+the report and the plots.
 
 Parameters a user passes are one flat dict. Keys are routed by name:
 
@@ -22,12 +28,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
-
-from .heads import Linear
-from .heads.base import Head
-from .models import MLP, Identity, RegressionModel, SmallCNN
-from .regularizers.base import Regularizer
+from ..heads.base import Head
+from ..models import RegressionModel, make_trunk
+from ..regularizers.base import Regularizer
 
 TRUNK_KEYS = ("trunk", "hidden", "depth", "dropout", "embedding_dim")
 TRAINER_KEYS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "clip_norm",
@@ -41,6 +44,9 @@ class Recipe:
     ``make_head(d, m, knobs)`` builds the head for embedding dimension d and target
     dimension m from the recipe's knobs (its ``knobs`` defaults overridden by the user).
     ``make_regularizers(knobs)`` builds the regularizers the recipe itself needs.
+    ``family`` groups recipes (:func:`methods_in_family`); ``plots`` is the import path of the
+    family's figure module, whose ``report_figures(records, out_dir)`` the report calls with
+    the stored runs of this family (see :mod:`beyondmse.plots`).
     """
 
     name: str
@@ -51,6 +57,7 @@ class Recipe:
     make_regularizers: Callable[[dict[str, Any]], list[Regularizer]] = lambda knobs: []
     trunk: Mapping[str, Any] = field(default_factory=dict)
     trainer: Mapping[str, Any] = field(default_factory=dict)
+    plots: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,13 +101,11 @@ def register(recipe: Recipe | RegularizerSpec | PeerBaseline):
 
 def available_methods() -> list[str]:
     """Every base method name (recipes and peer baselines); any recipe also takes ``+reg`` suffixes."""
-    _load_families()
     return sorted(RECIPES) + sorted(PEERS)
 
 
 def parse_method(name: str) -> tuple[str, list[str]]:
     """Split ``"base+reg1+reg2"`` into the base name and the suffixes; ValueError if unknown."""
-    _load_families()
     if not isinstance(name, str) or not name:
         raise ValueError(f"method name must be a non-empty string, got {name!r}")
     # a recipe may itself be named with a '+', like "mt+rot": take the longest registered prefix
@@ -123,6 +128,16 @@ def parse_method(name: str) -> tuple[str, list[str]]:
         if base in RECIPES and set(REGULARIZERS[s].knobs) & set(RECIPES[base].knobs):
             raise ValueError(f"recipe {base!r} already includes the '{s}' regularizer; drop '+{s}'")
     return base, suffixes
+
+
+def methods_in_family(family: str) -> list[str]:
+    """The registered recipe names of ``family`` (``"codec"``, ``"neighbors"``, ...), in registration order."""
+    return [name for name, recipe in RECIPES.items() if recipe.family == family]
+
+
+def families() -> list[str]:
+    """Every family that has at least one registered recipe, in registration order."""
+    return list(dict.fromkeys(recipe.family for recipe in RECIPES.values()))
 
 
 def is_peer(name: str) -> bool:
@@ -154,26 +169,6 @@ def split_params(name: str, params: Mapping[str, Any] | None) -> tuple[dict, dic
     return trunk, trainer, {**knob_defaults, **rest}
 
 
-def make_trunk(input_shape: tuple[int, ...], trunk: Mapping[str, Any]) -> nn.Module:
-    """Pick the trunk for the input: MLP for vectors, SmallCNN for images, or ``trunk="identity"``."""
-    trunk = dict(trunk)
-    kind = trunk.pop("trunk", "auto")
-    if kind == "identity":
-        if len(input_shape) != 1:
-            raise ValueError(f"the identity trunk needs feature vectors, got input shape {input_shape}")
-        return Identity(input_shape[0])
-    if kind == "mlp" or (kind == "auto" and len(input_shape) == 1):
-        if len(input_shape) != 1:
-            raise ValueError(f"the MLP trunk needs feature vectors, got input shape {input_shape}")
-        return MLP(input_shape[0], **trunk)
-    if kind == "cnn" or (kind == "auto" and len(input_shape) == 3):
-        if len(input_shape) != 3:
-            raise ValueError(f"the CNN trunk needs images (C, H, W), got input shape {input_shape}")
-        trunk.pop("depth", None)
-        return SmallCNN(in_channels=input_shape[0], image_size=input_shape[1], **trunk)
-    raise ValueError(f"no trunk {kind!r} for input shape {input_shape}; use 'mlp', 'cnn' or 'identity'")
-
-
 def build_model(name: str, input_shape: tuple[int, ...] | int, target_dim: int,
                 params: Mapping[str, Any] | None = None) -> tuple[RegressionModel, dict[str, Any]]:
     """Build the torch model of method ``name`` and return it with its Trainer keyword arguments.
@@ -198,30 +193,3 @@ def build_model(name: str, input_shape: tuple[int, ...] | int, target_dim: int,
     regs = list(recipe.make_regularizers(own))
     regs += [REGULARIZERS[s].make({k: v for k, v in knobs.items() if k in REGULARIZERS[s].knobs}) for s in suffixes]
     return RegressionModel(trunk, head, regs), trainer_kw
-
-
-# --------------------------------------------------------------------------- built-in recipes
-register(Recipe(
-    "ls", "baseline", "least squares on a linear head (the MSE baseline)",
-    lambda d, m, k: Linear(d, m, loss="mse"),
-))
-register(Recipe(
-    "huber", "baseline", "Huber loss (delta on the [0, 1] target scale) on a linear head",
-    lambda d, m, k: Linear(d, m, loss="huber", huber_delta=k["huber_delta"]),
-    knobs={"huber_delta": 0.1},
-))
-
-
-_FAMILIES_LOADED = False
-
-
-def _load_families() -> None:
-    """Import the family modules that register their recipes (kept lazy to avoid import cycles)."""
-    global _FAMILIES_LOADED
-    if _FAMILIES_LOADED:
-        return
-    _FAMILIES_LOADED = True
-    import importlib
-
-    for module in ("peers", "recipes_codec", "recipes_neighbors", "recipes_tightness"):
-        importlib.import_module(f"{__package__}.{module}")

@@ -3,14 +3,17 @@ matrix sorted by target (the tightness paper's Figures 1 and 4).
 
 Both functions take embeddings ``z`` (N, d) and targets ``y`` (N,) or (N, m) as arrays or
 tensors, draw on a given or new matplotlib Axes, and return it. They import matplotlib
-lazily, so the rest of the library does not need it.
+lazily, so the rest of the library does not need it. Both need trained embeddings, which the
+results store does not keep, so :func:`report_figures` (the report's hook) draws nothing.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["project_features", "plot_feature_manifold", "plot_similarity_matrix", "target_colour"]
+from ._mpl import pyplot
+
+__all__ = ["project_features", "plot_feature_manifold", "plot_similarity_matrix", "target_colour", "report_figures"]
 
 
 def _as_array(a, name: str) -> np.ndarray:
@@ -63,7 +66,7 @@ def plot_feature_manifold(z, y, ax=None, dim: int = 2, max_points: int | None = 
     A tight representation shows a thin curve/surface with colours ordered along it; a loose
     one shows a blob where colours mix.
     """
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     z, y = _as_array(z, "z"), _as_array(y, "y")
     if len(z) != len(y):
@@ -91,7 +94,7 @@ def plot_similarity_matrix(z, y, ax=None, max_points: int | None = 500, seed: in
 
     Ordinal features give a band that decays smoothly away from the diagonal.
     """
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     z, y = _as_array(z, "z"), _as_array(y, "y")
     if len(z) != len(y):
@@ -109,3 +112,9 @@ def plot_similarity_matrix(z, y, ax=None, max_points: int | None = 500, seed: in
     ax.set_ylabel("samples sorted by target")
     ax.set_title(title or "feature similarity")
     return ax
+
+
+def report_figures(records, out_dir) -> list:
+    """The report's hook. The feature manifold and the similarity matrix need trained embeddings;
+    the store keeps metrics, not models, so there is nothing to draw from records alone."""
+    return []

@@ -5,22 +5,22 @@
 * m = 2: a contour map of the most likely class and its membership, and a map of the
   encoder's entropy, with the decoder points :math:`\\mu_i` overlaid.
 
-Uses matplotlib's Agg backend (no display needed).
+matplotlib is imported on first use. :func:`report_figures` is the report's hook.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
-from .heads.codec import Codec
+from ..heads.codec import Codec
+from ._mpl import pyplot
 
-__all__ = ["plot_codec"]
+__all__ = ["plot_codec", "report_figures"]
 
 
 @torch.no_grad()
@@ -54,6 +54,7 @@ def plot_codec(head: Codec, path: str | Path | None = None, n_points: int = 400,
         raise TypeError(f"plot_codec needs a Codec head, got {type(head).__name__}")
     if n_points < 2:
         raise ValueError(f"n_points must be >= 2, got {n_points}")
+    plt = pyplot()
     m = head.target_dim
     lo, hi = head.lo.double().cpu(), head.hi.double().cpu()
     pad = margin * (hi - lo)
@@ -101,3 +102,42 @@ def plot_codec(head: Codec, path: str | Path | None = None, n_points: int = 400,
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def report_figures(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+    """The report's hook: encoder membership functions of the codec runs in ``records``.
+
+    The store keeps metrics, not models, so each codec is rebuilt from its run's resolved
+    parameters and fitted on the training targets of (dataset, that run's seed): the exact
+    encoder for the fixed-encoder codecs and for ``trained-codec`` (its stage 1 sees the
+    targets alone); for ``e2e-codec`` the initial encoder. At most 8 figures, one per
+    (dataset, method); runs on in-memory datasets or with m > 2 are passed over.
+    """
+    from ..data import load_dataset, make_splits
+    from ..recipes import build_model, split_params
+
+    out_dir = Path(out_dir)
+    done: dict[tuple[str, str], Path] = {}
+    for r in records:
+        base = r["method"]
+        if "+" in base or base == "ls-softmax" or not isinstance(r["dataset"], str):
+            continue
+        if (r["dataset"], base) in done or len(done) >= 8:
+            continue
+        try:
+            ds = load_dataset(r["dataset"])
+        except ValueError:
+            continue
+        if ds.target_dim > 2:
+            continue
+        splits = make_splits(ds, seed=int(r["seed"]), protocol=r.get("protocol"))
+        _, _, knobs = split_params(base, dict(r.get("params") or {}))
+        torch.manual_seed(0)
+        model, _ = build_model(base, splits.X_train.shape[1:], splits.y_train.shape[1], knobs)
+        model.head.fit_targets(torch.as_tensor(splits.y_train))
+        what = "initial encoder" if base == "e2e-codec" else "encoder"
+        path = out_dir / f"codec_{r['dataset']}_{base}.png"
+        fig = plot_codec(model.head, path, title=f"{base} k={knobs.get('k')} on {r['dataset']} ({what})")
+        pyplot().close(fig)
+        done[(r["dataset"], base)] = path
+    return list(done.values())

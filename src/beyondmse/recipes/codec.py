@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .heads.codec import Codec
-from .methods import Recipe, register
+from ..heads.codec import Codec
+from .base import Recipe, register
 
 _COMMON = {"k": 25, "init": "auto"}
 _KNOBS: dict[str, dict[str, Any]] = {
@@ -50,6 +50,6 @@ def _maker(mode: str):
 
 
 for _name, _knobs in _KNOBS.items():
-    register(Recipe(_name, "codec", _SUMMARIES[_name], _maker(_name), knobs=_knobs))
+    register(Recipe(_name, "codec", _SUMMARIES[_name], _maker(_name), knobs=_knobs, plots="beyondmse.plots.codec"))
 
 __all__: list[str] = []

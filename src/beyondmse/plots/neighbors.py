@@ -1,27 +1,21 @@
 """Plots for the neighbor family: SoftStep curves and 2-D regression surfaces next to the truth.
 
-matplotlib is imported lazily with the non-interactive Agg backend, so importing this module
-never opens a window; every function writes a PNG and returns its path.
+matplotlib is imported on first use; every function writes a PNG and returns its path.
+:func:`report_figures` is the report's hook.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["plot_softstep_curves", "plot_surfaces", "grid_points"]
+from ._mpl import pyplot as _plt
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+__all__ = ["plot_softstep_curves", "plot_surfaces", "grid_points", "report_figures"]
 
 
 def grid_points(resolution: int = 80, lim: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +31,7 @@ def plot_softstep_curves(path: str | Path, params: Sequence[tuple[float, float, 
         (0.2, 0.8, 1.0), (0.2, 0.8, 0.5), (0.2, 0.8, 0.2), (0.2, 0.8, 0.05), (0.4, 0.6, 0.5)),
         title: str = "SoftStep(s; l, u, t)") -> Path:
     """Plot SoftStep over s in [0, 1] for each ``(l, u, t)``; writes a PNG at ``path``."""
-    from .functional import softstep
+    from ..functional import softstep
 
     plt = _plt()
     s = torch.linspace(0, 1, 501, dtype=torch.float64)
@@ -99,3 +93,16 @@ def plot_surfaces(path: str | Path, rows: Sequence[tuple[str, Mapping[str, np.nd
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def report_figures(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+    """The report's hook: the SoftStep map (illustrative (l, u, t) values) when SoftStep recipes ran.
+
+    The store keeps metrics, not models, so the learned parameters are not available here.
+    """
+    methods = sorted({r["method"] for r in records if "softstep" in r["method"]})
+    if not methods:
+        return []
+    path = plot_softstep_curves(Path(out_dir) / "softstep_curves.png",
+                                title="SoftStep(s; l, u, t) of " + ", ".join(methods[:2]) + " (illustrative l, u, t)")
+    return [Path(path)]

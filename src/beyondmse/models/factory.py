@@ -1,0 +1,42 @@
+"""``make_trunk``: a trunk for an input shape from a flat settings dict (the recipes' trunk keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from .trunks import MLP, Identity, SmallCNN
+
+
+def make_trunk(input_shape: tuple[int, ...], trunk: Mapping[str, Any]) -> nn.Module:
+    """Pick the trunk for the input: MLP for vectors, SmallCNN for images, or ``trunk="identity"``.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        One sample's shape: ``(D,)`` for feature vectors, ``(C, H, W)`` for images.
+    trunk : mapping
+        ``trunk`` (``"auto"``, ``"mlp"``, ``"cnn"`` or ``"identity"``) plus the chosen trunk's
+        constructor arguments (``hidden``, ``depth``, ``dropout``, ``embedding_dim``, ...).
+    """
+    trunk = dict(trunk)
+    kind = trunk.pop("trunk", "auto")
+    if kind == "identity":
+        if len(input_shape) != 1:
+            raise ValueError(f"the identity trunk needs feature vectors, got input shape {input_shape}")
+        return Identity(input_shape[0])
+    if kind == "mlp" or (kind == "auto" and len(input_shape) == 1):
+        if len(input_shape) != 1:
+            raise ValueError(f"the MLP trunk needs feature vectors, got input shape {input_shape}")
+        return MLP(input_shape[0], **trunk)
+    if kind == "cnn" or (kind == "auto" and len(input_shape) == 3):
+        if len(input_shape) != 3:
+            raise ValueError(f"the CNN trunk needs images (C, H, W), got input shape {input_shape}")
+        trunk.pop("depth", None)
+        return SmallCNN(in_channels=input_shape[0], image_size=input_shape[1], **trunk)
+    raise ValueError(f"no trunk {kind!r} for input shape {input_shape}; use 'mlp', 'cnn' or 'identity'")
+
+
+__all__ = ["make_trunk"]

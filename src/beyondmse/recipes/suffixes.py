@@ -1,0 +1,60 @@
+"""The ``+reg`` suffixes: each representation regularizer as a :class:`RegularizerSpec`.
+
+``rot``, ``ranksim``, ``oe`` and ``ph-reg`` compose with any torch recipe (``mt+rot`` is the
+tightness paper's MT + L_ot, ``e2e-codec+rot``, ``nca-softstep-i+ph-reg``, ...). Their knobs are
+prefixed with the suffix name (``-`` becomes ``_``): ``rot_weight``, ``rot_gamma``,
+``ranksim_weight``, ``ph_reg_topo_weight``, ...
+
+Default weights are for targets min-max scaled to [0, 1] and an MSE task loss (the library's
+convention); the papers' values were for raw-unit targets and L1 losses (see each class).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..regularizers import OrdinalEntropy, PHReg, RankSim, ROTReg
+from .base import RegularizerSpec, register
+
+SUFFIX_KNOBS: dict[str, dict[str, Any]] = {
+    "rot": {"rot_weight": 1.0, "rot_gamma": 0.1, "rot_max_points": 512},
+    "ranksim": {"ranksim_weight": 1.0, "ranksim_lambda": 2.0, "ranksim_max_points": 256},
+    "oe": {"oe_weight": 0.1, "oe_tightness_weight": 1.0},
+    "ph-reg": {"ph_reg_weight": 1.0, "ph_reg_topo_weight": 1.0, "ph_reg_dim_weight": 0.1,
+               "ph_reg_max_points": 80},
+}
+
+
+def _make_rot(k: dict[str, Any]) -> ROTReg:
+    return ROTReg(k["rot_weight"], gamma=k["rot_gamma"], max_points=k["rot_max_points"])
+
+
+def _make_ranksim(k: dict[str, Any]) -> RankSim:
+    return RankSim(k["ranksim_weight"], lambda_val=k["ranksim_lambda"], max_points=k["ranksim_max_points"])
+
+
+def _make_oe(k: dict[str, Any]) -> OrdinalEntropy:
+    return OrdinalEntropy(k["oe_weight"], tightness_weight=k["oe_tightness_weight"])
+
+
+def _make_ph(k: dict[str, Any]) -> PHReg:
+    return PHReg(k["ph_reg_weight"], topo_weight=k["ph_reg_topo_weight"], dim_weight=k["ph_reg_dim_weight"],
+                 max_points=k["ph_reg_max_points"])
+
+
+SUFFIXES = {
+    "rot": register(RegularizerSpec(
+        "rot", "ROT-Reg: align self entropic OT plans of features and targets (Zhang et al. 2025)",
+        _make_rot, knobs=SUFFIX_KNOBS["rot"])),
+    "ranksim": register(RegularizerSpec(
+        "ranksim", "RankSim: rank-similarity of features vs labels, blackbox-solver gradient (Gong et al. 2022)",
+        _make_ranksim, knobs=SUFFIX_KNOBS["ranksim"])),
+    "oe": register(RegularizerSpec(
+        "oe", "Ordinal Entropy: label-weighted feature diversity + tightness (Zhang et al. 2023)",
+        _make_oe, knobs=SUFFIX_KNOBS["oe"])),
+    "ph-reg": register(RegularizerSpec(
+        "ph-reg", "PH-Reg: 0-dim persistent-homology topology + intrinsic-dimension terms (Zhang et al. 2024)",
+        _make_ph, knobs=SUFFIX_KNOBS["ph-reg"])),
+}
+
+__all__ = ["SUFFIXES", "SUFFIX_KNOBS"]
