@@ -49,3 +49,40 @@ def test_estimator_errors():
         BeyondMSERegressor(params={"bogus": 1}).fit(X, y)
     with pytest.raises(ValueError, match="NaN"):
         BeyondMSERegressor().fit(np.full((30, 3), np.nan), y)
+
+
+def test_params_may_not_repeat_estimator_parameters():
+    # before: params={"lr": ...} was silently overridden by the estimator's own lr
+    X, y = _data(40)
+    with pytest.raises(ValueError, match=r"repeat estimator parameters.*BeyondMSERegressor\(lr=0.05\)"):
+        BeyondMSERegressor(params={"lr": 0.05}, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"\['batch_size'\]"):
+        BeyondMSERegressor(params={"batch_size": 8}, max_epochs=1).fit(X, y)
+
+
+def test_estimator_lr_is_the_lr_used(monkeypatch):
+    import beyondmse.sklearn as sk
+
+    seen = []
+
+    class Spy(sk.Trainer):
+        def __init__(self, **kw):
+            seen.append(kw)
+            super().__init__(**kw)
+
+    monkeypatch.setattr(sk, "Trainer", Spy)
+    X, y = _data(40)
+    BeyondMSERegressor(lr=0.05, batch_size=8, max_epochs=1, random_state=0).fit(X, y)
+    assert seen[-1]["lr"] == 0.05 and seen[-1]["batch_size"] == 8 and seen[-1]["max_epochs"] == 1
+
+
+def test_fitted_attributes_follow_the_sklearn_convention():
+    X, y = _data(40)
+    reg = BeyondMSERegressor(max_epochs=1, random_state=0).fit(X, y)
+    assert reg.n_outputs_ == 1 and reg.y_was_1d_ and reg.predict(X).shape == (40,)
+    assert not any(k.startswith("_") and not k.startswith("__") for k in vars(reg) if k != "_sklearn_version")
+    two = np.c_[y, 2 * y]
+    reg2 = BeyondMSERegressor(max_epochs=1, random_state=0).fit(X, two)
+    assert reg2.n_outputs_ == 2 and not reg2.y_was_1d_ and reg2.predict(X).shape == (40, 2)
+    col = BeyondMSERegressor(max_epochs=1, random_state=0).fit(X, y[:, None])
+    assert col.n_outputs_ == 1 and col.predict(X).shape == (40, 1)

@@ -7,7 +7,6 @@ All functions take NumPy arrays (or anything ``np.asarray`` accepts) and return 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 
 def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
@@ -99,6 +98,7 @@ def ordinality(z, y, max_points: int = 500, seed: int = 0) -> dict[str, float]:
     """Spearman and Kendall correlation between pairwise feature distances ``||z_i - z_j||``
     and pairwise label distances ``||y_i - y_j||`` over a sample of ``max_points`` points
     (the ordinality diagnostic of the tightness paper, Table 4)."""
+    from scipy import stats  # here, not at the top: ``import beyondmse`` stays light
     from scipy.spatial.distance import pdist
 
     z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)

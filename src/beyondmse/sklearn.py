@@ -1,4 +1,4 @@
-"""``BeyondMSERegressor``: any torch recipe of :mod:`beyondmse.methods` as a scikit-learn estimator."""
+"""``BeyondMSERegressor``: any torch recipe of :mod:`beyondmse.recipes` as a scikit-learn estimator."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .methods import build_model, is_peer
+from .data.scaling import MinMaxScaling
+from .recipes import build_model, is_peer
 from .train import Trainer, seed_everything
+
+#: Trainer settings that are estimator parameters; ``params`` may not repeat them (see ``fit``).
+_ESTIMATOR_TRAINER_KEYS = ("max_epochs", "batch_size", "lr", "weight_decay", "patience")
 
 
 class BeyondMSERegressor(RegressorMixin, BaseEstimator):
@@ -22,10 +26,14 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     method : str, default "ls"
-        A recipe name (``beyondmse.methods.available_methods()``), with optional ``+reg``
+        A recipe name (``beyondmse.recipes.available_methods()``), with optional ``+reg``
         suffixes, e.g. ``"e2e-codec"`` or ``"mt+rot"``.
     params : dict or None
-        Trunk, trainer and recipe knobs, as for ``beyondmse run --param``.
+        Trunk, trainer and recipe knobs, as for ``beyondmse run --param``. The training
+        settings that are parameters of this estimator (``max_epochs``, ``batch_size``, ``lr``,
+        ``weight_decay``, ``patience``) may not appear here: ``fit`` raises ValueError naming
+        the estimator parameter to set instead, so that ``get_params``, ``GridSearchCV`` and
+        ``clone`` always see the values that are actually used.
     max_epochs : int, default 100
     batch_size : int or "auto", default "auto"
         ``"auto"`` is ``min(256, max(2, n_train // 8))``: at least 8 steps per epoch on small data.
@@ -40,8 +48,16 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     model_ : RegressionModel
+        The trained model, converted to float64 after training so that predictions do not
+        depend on how the rows are batched.
     history_ : beyondmse.train.History
     n_features_in_ : int
+    n_outputs_ : int
+        Number of target columns ``m``.
+    y_was_1d_ : bool
+        Whether ``y`` was 1-D; ``predict`` then returns shape ``(n,)``, else ``(n, m)``.
+    x_scaling_, y_scaling_ : beyondmse.data.scaling.MinMaxScaling
+        The min-max scalings of features and targets, fitted on all of ``X`` and ``y``.
 
     Examples
     --------
@@ -77,23 +93,26 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"{self.method!r} is a scikit-learn baseline; use scikit-learn directly")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        params = dict(self.params or {})
+        clash = [k for k in _ESTIMATOR_TRAINER_KEYS if k in params]
+        if clash:
+            # scikit-learn sees only estimator parameters (get_params, GridSearchCV, clone): a second,
+            # hidden copy in ``params`` would make one of the two silently ignored
+            raise ValueError(f"params {clash} repeat estimator parameters; set them on the estimator instead, "
+                             f"e.g. BeyondMSERegressor({clash[0]}={params[clash[0]]!r})")
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         if len(X) < 2:
             raise ValueError(f"need at least 2 samples to fit, got n_samples = {len(X)}")
-        self._y_was_1d = y.ndim == 1
+        self.y_was_1d_ = y.ndim == 1
         y2 = y.reshape(len(y), -1)
+        self.n_outputs_ = y2.shape[1]
         seed = (int(self.random_state) if self.random_state is not None
                 else int(np.random.randint(0, 2**31 - 1)))
-        self.x_min_ = X.min(axis=0)
-        x_span = X.max(axis=0) - self.x_min_
-        self.x_scale_ = np.where(x_span > 0, x_span, 1.0)
-        self.y_min_ = y2.min(axis=0)
-        y_span = y2.max(axis=0) - self.y_min_
-        self.y_scale_ = np.where(y_span > 0, y_span, 1.0)
-        # a constant target column has nothing to learn: it is predicted as that constant
-        self.constant_target_ = y_span == 0
-        Xs = ((X - self.x_min_) / self.x_scale_).astype(np.float32)
-        ys = ((y2 - self.y_min_) / self.y_scale_).astype(np.float32)
+        self.x_scaling_ = MinMaxScaling.fit(X)
+        # a constant target column has nothing to learn: predict maps it back to that constant
+        self.y_scaling_ = MinMaxScaling.fit(y2)
+        Xs = self.x_scaling_.transform(X).astype(np.float32)
+        ys = self.y_scaling_.transform(y2).astype(np.float32)
 
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(Xs))
@@ -103,27 +122,27 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
             tr, val = order, order[:0]
 
         seed_everything(seed)
-        params = dict(self.params or {})
         model, trainer_kw = build_model(self.method, (X.shape[1],), y2.shape[1], params)
+        auto = min(256, max(2, len(tr) // 8))
         trainer_kw.update(max_epochs=self.max_epochs, lr=self.lr, weight_decay=self.weight_decay,
-                          patience=self.patience)
-        if "batch_size" not in params:
-            auto = min(256, max(2, len(tr) // 8))
-            trainer_kw["batch_size"] = auto if self.batch_size == "auto" else self.batch_size
+                          patience=self.patience, batch_size=auto if self.batch_size == "auto" else self.batch_size)
         trainer = Trainer(seed=seed, device=self.device, **trainer_kw)
         if n_val:
             self.history_ = trainer.fit(model, Xs[tr], ys[tr], Xs[val], ys[val])
         else:
             self.history_ = trainer.fit(model, Xs[tr], ys[tr])
-        self.model_ = model.cpu().eval()
+        # predictions in float64: float32 matrix products round differently for different batch
+        # sizes, and an estimator's predict(X[:k]) must equal predict(X)[:k]
+        self.model_ = model.cpu().double().eval()
         return self
 
     def predict(self, X):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        Xs = torch.as_tensor(((X - self.x_min_) / self.x_scale_).astype(np.float32))
+        Xs = torch.as_tensor(self.x_scaling_.transform(X).astype(np.float32), dtype=torch.float64)
         with torch.no_grad():
             pred = torch.cat([self.model_(Xs[i:i + 8192]) for i in range(0, len(Xs), 8192)]).numpy()
-        pred = pred.astype(np.float64) * self.y_scale_ + self.y_min_
-        pred[:, self.constant_target_] = self.y_min_[self.constant_target_]
-        return pred[:, 0] if self._y_was_1d else pred
+        pred = self.y_scaling_.inverse(pred.astype(np.float64))
+        const = self.y_scaling_.constant
+        pred[:, const] = self.y_scaling_.offset[const]
+        return pred[:, 0] if self.y_was_1d_ else pred

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .dataset import Dataset
+
+if TYPE_CHECKING:  # pandas is imported where a table is read, so ``import beyondmse`` stays light
+    import pandas as pd
 
 #: Grinsztajn et al. (2022) treat a numeric column with fewer unique values than this as
 #: categorical and drop it from the numerical-feature benchmarks.
@@ -18,6 +21,8 @@ MIN_UNIQUE_NUMERIC = 10
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV (optionally gzipped) or Parquet file; ValueError for other formats."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no such data file: {path}")
@@ -35,6 +40,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def paper_numeric_columns(frame: pd.DataFrame, targets: Sequence[str]) -> list[str]:
     """Columns kept by the numeric paper variant: numeric and with >= ``MIN_UNIQUE_NUMERIC`` values."""
+    import pandas as pd
+
     keep = []
     for col in frame.columns:
         if col in targets or not pd.api.types.is_numeric_dtype(frame[col]):
@@ -54,6 +61,8 @@ def frame_to_dataset(frame: pd.DataFrame, targets: str | Sequence[str], *, name:
     string columns are one-hot encoded. Missing values, a missing target column or a
     non-numeric target raise ValueError naming the column.
     """
+    import pandas as pd
+
     targets = [targets] if isinstance(targets, str) else list(targets)
     categorical_orders = dict(categorical_orders or {})
     if len(frame) == 0:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..configurable import Configurable
 
-class Regularizer(nn.Module):
+__all__ = ["Regularizer"]
+
+
+class Regularizer(Configurable, nn.Module):
     """Base class of representation regularizers.
 
     Subclasses implement :meth:`penalty` (unweighted, a scalar tensor); calling the module
