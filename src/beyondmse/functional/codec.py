@@ -201,6 +201,10 @@ def hard_bin_encode(y: Tensor, centers: Tensor) -> Tensor:
     """
     _check_centers(centers)
     _check_targets(y, centers.shape[1])
+    # Kept on torch.cdist rather than functional.distances on purpose: targets that lie exactly
+    # on a bin edge (integer labels, min-max scaled) are ties, and cdist's direct difference form
+    # (used for batches of <= 25 rows, e.g. an epoch's last batch) resolves them differently from
+    # the Gram form; switching would change published codec results for the same seed.
     return torch.cdist(y, centers.to(y.dtype)).argmin(dim=1)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import torch
 from torch import Tensor, nn
+
+from ..configurable import Configurable
+
+__all__ = ["Head", "LossOutput"]
 
 
 class LossOutput(NamedTuple):
@@ -15,7 +18,7 @@ class LossOutput(NamedTuple):
     terms: dict[str, Tensor]
 
 
-class Head(nn.Module):
+class Head(Configurable, nn.Module):
     """Base class of every prediction head.
 
     Subclasses set ``target_dim`` (m) and implement :meth:`forward` (the inference path) and
@@ -39,23 +42,3 @@ class Head(nn.Module):
 
     def fit_memory(self, z_train: Tensor, y_train: Tensor) -> None:
         """Store the training embeddings ``(N, d)`` and targets ``(N, m)``; neighbor heads only."""
-
-
-def check_head_inputs(z: Tensor, y: Tensor | None, target_dim: int) -> None:
-    """Raise a ``ValueError`` that names the problem for malformed ``z`` / ``y``."""
-    if z.dim() != 2:
-        raise ValueError(f"expected embeddings of shape (N, d), got {tuple(z.shape)}")
-    if y is None:
-        return
-    if y.dim() != 2 or y.shape[1] != target_dim:
-        raise ValueError(f"expected targets of shape (N, {target_dim}), got {tuple(y.shape)}")
-    if y.shape[0] != z.shape[0]:
-        raise ValueError(f"z has {z.shape[0]} rows but y has {y.shape[0]}")
-
-
-def zero_loss(z: Tensor) -> Tensor:
-    """A zero that stays in the autograd graph, for degenerate batches."""
-    return z.sum() * 0.0
-
-
-__all__ = ["Head", "LossOutput", "check_head_inputs", "zero_loss", "torch"]

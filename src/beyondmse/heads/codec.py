@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_head_inputs
 from ..functional.codec import (
     affine_logits,
     decode,
@@ -53,7 +54,8 @@ from ..functional.codec import (
     kl_divergence,
     kl_from_logits,
 )
-from .base import Head, LossOutput, check_head_inputs
+from ..functional.distances import pairwise_distances
+from .base import Head, LossOutput
 from .linear import point_loss
 
 MODES = ("ls-softmax", "hard-bin", "soft-bin", "hl-gauss", "trained-codec", "e2e-codec")
@@ -264,7 +266,7 @@ class Codec(Head):
                 centers = lo64 + (hi64 - lo64) * torch.rand(self.k, m, generator=gen, dtype=torch.float64)
             else:
                 centers = self._kmeans(y.double().cpu())
-            dist = torch.cdist(centers, centers)
+            dist = pairwise_distances(centers)
             dist.fill_diagonal_(math.inf)
             spacing = float(dist.min(dim=1).values.mean())
         sigma = self.lambda_sigma * spacing

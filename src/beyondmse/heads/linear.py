@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Head, LossOutput, check_head_inputs
+from ..checks import check_head_inputs
+from .base import Head, LossOutput
+
+__all__ = ["Linear", "MultiTarget", "point_loss"]
 
 _POINT_LOSSES = ("mse", "huber")
 

@@ -31,11 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..functional.similarity import (NegSquaredL2, Similarity, float_order_keys, streaming_kth_largest,
-                                     streaming_row_min_max, streaming_softmax_average, streaming_topk)
-from ..functional.soft_rank import soft_rank
+from ..checks import check_head_inputs
+from ..configurable import Configurable
+from ..functional.rank import soft_rank
 from ..functional.softstep import softstep
-from .base import Head, LossOutput, check_head_inputs
+from ..functional.streaming import (float_order_keys, streaming_kth_largest, streaming_row_min_max,
+                                    streaming_softmax_average, streaming_topk)
+from ..similarity import NegSquaredL2, Similarity
+from .base import Head, LossOutput
 
 __all__ = ["NCA", "DiffKNN", "SoftStepParams", "GlobalSoftStep", "InstanceSoftStep", "make_softstep_params",
            "knn_step_weights", "NORMALIZATIONS"]
@@ -54,7 +57,7 @@ def _check_unit(name: str, value: float) -> None:
 
 
 # --------------------------------------------------------------------------- SoftStep parameters
-class SoftStepParams(nn.Module):
+class SoftStepParams(Configurable, nn.Module):
     """Maps query embeddings ``z`` (N, d) to SoftStep parameters ``(l0, u0, t)``, each
     broadcastable to (N, 1) and in (0, 1) through a sigmoid (``t`` is kept >= ``t_min``)."""
 

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..heads.base import zero_loss
+from ..checks import check_batch, check_positive, zero_loss
+from ..functional.distances import pairwise_distances
 from .base import Regularizer
-from .rot import _check_positive, check_batch, pairwise_distances
 
 __all__ = ["OrdinalEntropy"]
 
@@ -61,7 +61,7 @@ class OrdinalEntropy(Regularizer):
         if not (isinstance(tightness_weight, (int, float)) and tightness_weight >= 0):
             raise ValueError(f"tightness_weight must be >= 0, got {tightness_weight!r}")
         if max_points is not None:
-            _check_positive("max_points", max_points)
+            check_positive("max_points", max_points)
             if max_points < 3:
                 raise ValueError(f"max_points must be >= 3 or None, got {max_points}")
         self.tightness_weight, self.max_points = float(tightness_weight), max_points

@@ -6,59 +6,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
-from ..heads.base import zero_loss
+from ..checks import check_batch, check_positive, zero_loss
+from ..functional.distances import pairwise_distances
+from ..functional.rank import blackbox_rank, rank_normalised
 from .base import Regularizer
-from .rot import _check_positive, check_batch, pairwise_distances
 
-__all__ = ["RankSim", "blackbox_rank", "rank_normalised"]
-
-
-def rank_normalised(seq: Tensor) -> Tensor:
-    """Descending ranks along the last dim, divided by its length: the largest entry of a row
-    gets ``1/n``, the smallest ``1`` (ties broken by position). Shape and dtype of ``seq``."""
-    order = torch.argsort(-seq, dim=-1, stable=True)
-    ranks = torch.argsort(order, dim=-1, stable=True)
-    return (ranks + 1).to(seq.dtype) / seq.shape[-1]
-
-
-class _BlackboxRankFunction(Function):
-    """Ranks in the forward pass; the blackbox-solver interpolation gradient in backward.
-
-    backward: :math:`\\nabla_s = -(\\mathrm{rk}(s) - \\mathrm{rk}(s + \\lambda g)) / \\lambda`,
-    the gradient of a piecewise-linear interpolation of the loss (Vlastelica et al. 2020,
-    Eq. 9). The rank map is piecewise constant, so its true derivative is zero almost
-    everywhere and ``gradcheck`` does not apply; the tests check this rule against a direct
-    computation and that following it lowers the loss.
-    """
-
-    @staticmethod
-    def forward(ctx, seq: Tensor, lambda_val: float) -> Tensor:
-        rank = rank_normalised(seq)
-        ctx.lambda_val = lambda_val
-        ctx.save_for_backward(seq, rank)
-        return rank
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output: Tensor):
-        seq, rank = ctx.saved_tensors
-        grad = None
-        if ctx.needs_input_grad[0]:
-            rank_prime = rank_normalised(seq + ctx.lambda_val * grad_output)
-            grad = -(rank - rank_prime) / ctx.lambda_val
-        return grad, None
-
-
-def blackbox_rank(seq: Tensor, lambda_val: float = 2.0) -> Tensor:
-    """Normalised descending ranks of ``seq`` (..., n) along the last dim, with the blackbox
-    combinatorial-solver gradient of interpolation strength ``lambda_val`` (> 0)."""
-    if not isinstance(seq, Tensor) or seq.dim() < 1 or not seq.is_floating_point():
-        raise ValueError(f"seq must be a floating-point tensor with at least one dimension, got {seq!r}")
-    _check_positive("lambda_val", lambda_val)
-    return _BlackboxRankFunction.apply(seq, float(lambda_val))
+__all__ = ["RankSim"]
 
 
 def _one_per_target(y: Tensor) -> Tensor:
@@ -86,7 +40,7 @@ class RankSim(Regularizer):
         L_{RankSim} = \sum_i \frac{1}{n} \big\| \mathrm{rk}(S^y_{[i,:]}) - \mathrm{rk}(S^z_{[i,:]}) \big\|^2
 
     with normalised ranks ``rk`` (Eq. 2 of Gong et al. [1]_), differentiated through
-    :func:`blackbox_rank` with interpolation strength ``lambda_val`` [2]_.
+    :func:`~beyondmse.functional.blackbox_rank` with interpolation strength ``lambda_val`` [2]_.
 
     Parameters
     ----------
@@ -115,7 +69,7 @@ class RankSim(Regularizer):
 
     def __init__(self, weight: float = 1.0, lambda_val: float = 2.0, max_points: int | None = 256):
         super().__init__(weight)
-        _check_positive("lambda_val", lambda_val)
+        check_positive("lambda_val", lambda_val)
         if max_points is not None and not (isinstance(max_points, int) and max_points >= 3):
             raise ValueError(f"max_points must be an int >= 3 or None, got {max_points!r}")
         self.lambda_val, self.max_points = float(lambda_val), max_points

@@ -1,5 +1,5 @@
 """ROT-Reg: the self entropic optimal-transport regularizer of "Improving deep regression with
-tightness" (Zhang, Yan, Yao, ICLR 2025), and the small helpers the batch-wise regularizers share."""
+tightness" (Zhang, Yan, Yao, ICLR 2025)."""
 
 from __future__ import annotations
 
@@ -8,45 +8,12 @@ import warnings
 import torch
 from torch import Tensor
 
+from ..checks import check_batch, check_positive
+from ..functional.distances import pairwise_distances
 from ..functional.sinkhorn import self_entropic_ot
 from .base import Regularizer
 
-__all__ = ["ROTReg", "pairwise_distances", "check_batch"]
-
-
-def pairwise_distances(x: Tensor) -> Tensor:
-    r"""Euclidean distance matrix :math:`D_{ij} = \|x_i - x_j\|_2`, shape (n, n), for ``x`` (n, k).
-
-    Computed as :math:`\sqrt{\max(\|x_i\|^2 + \|x_j\|^2 - 2 x_i^\top x_j, \epsilon)}` on the
-    centred points (centring limits the cancellation error), with a zero diagonal. The clamp
-    keeps gradients finite for duplicated points (the clamped entries get zero gradient).
-    """
-    x = x - x.mean(dim=0, keepdim=True)
-    sq = (x * x).sum(dim=1)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
-    eps = 1e-12 if x.dtype in (torch.float32, torch.float64) else float(torch.finfo(x.dtype).eps)
-    d = d2.clamp_min(eps).sqrt()
-    return d * (1 - torch.eye(len(x), dtype=d.dtype, device=d.device))
-
-
-def check_batch(name: str, z: Tensor, y: Tensor, min_n: int = 3) -> None:
-    """ValueError for a batch too small for a batch-wise regularizer, or non-matching shapes."""
-    if z.dim() != 2 or y.dim() != 2 or z.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"{name} expects z (N, d) and y (N, m) with the same N, got {tuple(z.shape)} and {tuple(y.shape)}"
-        )
-    if z.shape[0] < min_n:
-        raise ValueError(
-            f"{name} is computed over the batch and needs a batch of at least {min_n} samples, "
-            f"got {z.shape[0]}"
-        )
-
-
-def _check_positive(name: str, value, allow_none: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    if not (isinstance(value, (int, float)) and value > 0 and value == value and value != float("inf")):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+__all__ = ["ROTReg"]
 
 
 def _mean_off_diagonal(c: Tensor) -> Tensor:
@@ -81,7 +48,7 @@ class ROTReg(Regularizer):
     values give sharper, more local plans but need more Sinkhorn iterations (about
     ``1/gamma``); values below 0.01 rarely converge within ``n_iter`` and then trigger a
     single warning. On the coordinate tasks, validation chose 0.03 (circle) and 0.01 (torus,
-    mammoth) over 0.1 (see ``beyondmse.bench.suites.COORD_ROT``). The released code divides
+    mammoth) over 0.1 (see the ``tightness-coords`` suite file). The released code divides
     ``z`` by its mean (uncentred) norm and :math:`C^Y` by its maximum, so its ``gamma = 0.1``
     is a different relative temperature for each of the two plans; ours is the same for both.
 
@@ -125,8 +92,8 @@ class ROTReg(Regularizer):
     def __init__(self, weight: float = 1.0, gamma: float = 0.1, n_iter: int = 500, tol: float = 1e-3,
                  max_points: int | None = 512):
         super().__init__(weight)
-        _check_positive("gamma", gamma)
-        _check_positive("tol", tol)
+        check_positive("gamma", gamma)
+        check_positive("tol", tol)
         if not (isinstance(n_iter, int) and n_iter >= 1):
             raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}")
         if max_points is not None and not (isinstance(max_points, int) and max_points >= 3):

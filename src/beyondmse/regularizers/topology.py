@@ -7,13 +7,11 @@ import math
 
 import numpy as np
 import torch
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import minimum_spanning_tree
 from torch import Tensor
 
-from ..heads.base import zero_loss
+from ..checks import check_batch, zero_loss
+from ..functional.distances import pairwise_distances
 from .base import Regularizer
-from .rot import check_batch, pairwise_distances
 
 __all__ = ["PHReg", "mst_edges"]
 
@@ -27,6 +25,9 @@ def mst_edges(dist: Tensor) -> tuple[np.ndarray, np.ndarray]:
     copy. A small constant is added to all off-diagonal weights first, because scipy reads
     zero weights (duplicated points) as missing edges; a constant shift does not change the MST.
     """
+    from scipy.sparse import csr_matrix  # here, not at the top: ``import beyondmse`` stays light
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
     d = dist.detach().to("cpu", torch.float64).numpy()
     n = d.shape[0]
     shift = 1e-9 * max(float(d.max()), 0.0) + 1e-300

@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import minimize
 
 from beyondmse.functional import soft_rank
-from beyondmse.functional.soft_rank import isotonic_decreasing
+from beyondmse.functional.rank import isotonic_decreasing
 
 
 def hard_ranks(x):

@@ -1,151 +1,30 @@
-"""Swappable similarity objects and chunked helpers for neighbor heads.
+"""Chunked (streaming) reductions over a score matrix given block by block.
 
-A similarity maps query embeddings ``a`` (Na, d) and neighbor embeddings ``b`` (Nb, d) to a
-matrix (Na, Nb), larger meaning closer (in the style of pytorch-metric-learning's distances).
-They are small ``nn.Module`` objects so that a kernel bandwidth can be learned.
-
-The chunked helpers stream over the neighbor set in blocks so that only
-(query chunk) x (neighbor chunk) similarity blocks ever exist: peak memory does not grow with
-the number of stored neighbors.
+The helpers stream over the neighbor set in blocks so that only (query chunk) x (neighbor chunk)
+score blocks ever exist: peak memory does not grow with the number of stored neighbors. A score
+matrix is passed as a callable ``scores(start, stop) -> Tensor (Q, stop - start)``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-__all__ = ["Similarity", "NegSquaredL2", "Cosine", "RBF", "make_similarity", "SIMILARITIES",
-           "chunk_ranges", "streaming_softmax_average", "streaming_row_min_max", "streaming_kth_largest",
-           "streaming_topk", "float_order_keys"]
+__all__ = ["ScoreFn", "chunk_ranges", "streaming_row_min_max", "streaming_softmax_average", "streaming_topk",
+           "float_order_keys", "streaming_kth_largest"]
 
-
-def _check_pair(a: Tensor, b: Tensor) -> None:
-    if a.dim() != 2 or b.dim() != 2:
-        raise ValueError(f"expected embeddings (Na, d) and (Nb, d), got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"embedding dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+#: a score matrix (Q, n) given block-wise: ``scores(start, stop) -> Tensor (Q, stop - start)``
+ScoreFn = Callable[[int, int], Tensor]
 
 
-def _squared_distances(a: Tensor, b: Tensor) -> Tensor:
-    # ||a||^2 + ||b||^2 - 2 a.b, clamped at 0: no sqrt, so duplicated points (distance 0) have
-    # finite gradients.
-    d2 = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return d2.clamp_min(0.0)
-
-
-def _register_log_positive(module: nn.Module, attr: str, label: str, value: float, learnable: bool) -> None:
-    """Store ``log(value)`` (value > 0) on ``module`` as a Parameter if learnable, else a buffer."""
-    if not value > 0:
-        raise ValueError(f"{label} must be > 0, got {value}")
-    log_value = torch.tensor(math.log(value))
-    if learnable:
-        setattr(module, attr, nn.Parameter(log_value))
-    else:
-        module.register_buffer(attr, log_value)
-
-
-class Similarity(nn.Module):
-    """Base class: ``forward(a (Na, d), b (Nb, d)) -> (Na, Nb)``, larger is closer."""
-
-    #: True when the similarity is bounded to [0, 1] (kernels); informational.
-    bounded: bool = False
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class NegSquaredL2(Similarity):
-    r"""Negative squared Euclidean distance, :math:`s(a, b) = -\gamma \|a - b\|_2^2` (NCA).
-
-    Parameters
-    ----------
-    scale : float, default 1.0
-        :math:`\gamma > 0`; with a softmax on top it is an inverse kernel bandwidth
-        (:math:`\gamma = 1 / (2 \sigma^2)`).
-    learnable : bool, default False
-        Learn :math:`\log \gamma` (useful when the embedding cannot rescale itself, e.g. with an
-        identity trunk).
-    """
-
-    def __init__(self, scale: float = 1.0, learnable: bool = False):
-        super().__init__()
-        _register_log_positive(self, "log_scale", "scale", scale, learnable)
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        _check_pair(a, b)
-        # exp(0) == 1 exactly, so the default scale returns -d2 unchanged (no host sync needed)
-        return -_squared_distances(a, b) * torch.exp(self.log_scale).to(a.dtype)
-
-
-class Cosine(Similarity):
-    r"""Cosine similarity :math:`a^\top b / (\|a\| \|b\|)` in [-1, 1] (zero vectors count as
-    orthogonal: norms are clamped at ``eps``)."""
-
-    def __init__(self, eps: float = 1e-8):
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        _check_pair(a, b)
-        return F.normalize(a, dim=1, eps=self.eps) @ F.normalize(b, dim=1, eps=self.eps).T
-
-
-class RBF(Similarity):
-    r"""Gaussian kernel :math:`\exp(-\|a - b\|^2 / (2 \sigma^2))` in (0, 1].
-
-    Parameters
-    ----------
-    bandwidth : float, default 1.0
-        :math:`\sigma > 0`.
-    learnable : bool, default False
-        Learn :math:`\log \sigma` with the rest of the model.
-
-    Notes
-    -----
-    Being bounded, the kernel makes a softmax over it nearly uniform; it is meant for the
-    SoftStep heads, where the learned step does the selecting.
-    """
-
-    bounded = True
-
-    def __init__(self, bandwidth: float = 1.0, learnable: bool = False):
-        super().__init__()
-        _register_log_positive(self, "log_bandwidth", "bandwidth", bandwidth, learnable)
-
-    @property
-    def bandwidth(self) -> Tensor:
-        return self.log_bandwidth.exp()
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        _check_pair(a, b)
-        inv = torch.exp(-2.0 * self.log_bandwidth).to(a.dtype) / 2.0
-        return torch.exp(-_squared_distances(a, b) * inv)
-
-
-SIMILARITIES: dict[str, Callable[..., Similarity]] = {"l2": NegSquaredL2, "cosine": Cosine, "rbf": RBF}
-
-
-def make_similarity(name: str, **kwargs) -> Similarity:
-    """Build a similarity from its registry name (``"l2"``, ``"cosine"``, ``"rbf"``)."""
-    if name not in SIMILARITIES:
-        raise ValueError(f"unknown similarity {name!r}; expected one of {sorted(SIMILARITIES)}")
-    return SIMILARITIES[name](**kwargs)
-
-
-# --------------------------------------------------------------------------- chunked helpers
 def chunk_ranges(n: int, size: int) -> Iterator[tuple[int, int]]:
     """``(start, stop)`` pairs covering ``range(n)`` in blocks of ``size``."""
     if size < 1:
         raise ValueError(f"chunk size must be >= 1, got {size}")
     for start in range(0, n, size):
         yield start, min(start + size, n)
-
-
-ScoreFn = Callable[[int, int], Tensor]
 
 
 def streaming_row_min_max(scores: ScoreFn, n: int, chunk: int) -> tuple[Tensor, Tensor]:

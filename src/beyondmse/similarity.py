@@ -1,0 +1,116 @@
+"""Swappable similarity objects that neighbor heads take as ``similarity=``.
+
+A similarity maps query embeddings ``a`` (Na, d) and neighbor embeddings ``b`` (Nb, d) to a
+matrix (Na, Nb), larger meaning closer (in the style of pytorch-metric-learning's distances).
+They are small ``nn.Module`` objects only so that a kernel bandwidth or scale can be learned; the
+arithmetic lives in :mod:`beyondmse.functional.distances`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .configurable import Configurable
+from .functional.distances import cosine_similarity, squared_distances
+
+__all__ = ["Similarity", "NegSquaredL2", "Cosine", "RBF", "make_similarity", "SIMILARITIES"]
+
+
+def _register_log_positive(module: nn.Module, attr: str, label: str, value: float, learnable: bool) -> None:
+    """Store ``log(value)`` (value > 0) on ``module`` as a Parameter if learnable, else a buffer."""
+    if not value > 0:
+        raise ValueError(f"{label} must be > 0, got {value}")
+    log_value = torch.tensor(math.log(value))
+    if learnable:
+        setattr(module, attr, nn.Parameter(log_value))
+    else:
+        module.register_buffer(attr, log_value)
+
+
+class Similarity(Configurable, nn.Module):
+    """Base class: ``forward(a (Na, d), b (Nb, d)) -> (Na, Nb)``, larger is closer."""
+
+    #: True when the similarity is bounded to [0, 1] (kernels); informational.
+    bounded: bool = False
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class NegSquaredL2(Similarity):
+    r"""Negative squared Euclidean distance, :math:`s(a, b) = -\gamma \|a - b\|_2^2` (NCA).
+
+    Parameters
+    ----------
+    scale : float, default 1.0
+        :math:`\gamma > 0`; with a softmax on top it is an inverse kernel bandwidth
+        (:math:`\gamma = 1 / (2 \sigma^2)`).
+    learnable : bool, default False
+        Learn :math:`\log \gamma` (useful when the embedding cannot rescale itself, e.g. with an
+        identity trunk).
+    """
+
+    def __init__(self, scale: float = 1.0, learnable: bool = False):
+        super().__init__()
+        _register_log_positive(self, "log_scale", "scale", scale, learnable)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        # exp(0) == 1 exactly, so the default scale returns -d2 unchanged (no host sync needed)
+        return -squared_distances(a, b) * torch.exp(self.log_scale).to(a.dtype)
+
+
+class Cosine(Similarity):
+    r"""Cosine similarity :math:`a^\top b / (\|a\| \|b\|)` in [-1, 1] (zero vectors count as
+    orthogonal: norms are clamped at ``eps``)."""
+
+    def __init__(self, eps: float = 1e-8):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return cosine_similarity(a, b, eps=self.eps)
+
+
+class RBF(Similarity):
+    r"""Gaussian kernel :math:`\exp(-\|a - b\|^2 / (2 \sigma^2))` in (0, 1].
+
+    Parameters
+    ----------
+    bandwidth : float, default 1.0
+        :math:`\sigma > 0`.
+    learnable : bool, default False
+        Learn :math:`\log \sigma` with the rest of the model.
+
+    Notes
+    -----
+    Being bounded, the kernel makes a softmax over it nearly uniform; it is meant for the
+    SoftStep heads, where the learned step does the selecting.
+    """
+
+    bounded = True
+
+    def __init__(self, bandwidth: float = 1.0, learnable: bool = False):
+        super().__init__()
+        _register_log_positive(self, "log_bandwidth", "bandwidth", bandwidth, learnable)
+
+    @property
+    def bandwidth(self) -> Tensor:
+        return self.log_bandwidth.exp()
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        inv = torch.exp(-2.0 * self.log_bandwidth).to(a.dtype) / 2.0
+        return torch.exp(-squared_distances(a, b) * inv)
+
+
+SIMILARITIES: dict[str, Callable[..., Similarity]] = {"l2": NegSquaredL2, "cosine": Cosine, "rbf": RBF}
+
+
+def make_similarity(name: str, **kwargs) -> Similarity:
+    """Build a similarity from its registry name (``"l2"``, ``"cosine"``, ``"rbf"``)."""
+    if name not in SIMILARITIES:
+        raise ValueError(f"unknown similarity {name!r}; expected one of {sorted(SIMILARITIES)}")
+    return SIMILARITIES[name](**kwargs)
