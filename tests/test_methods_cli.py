@@ -19,8 +19,10 @@ def test_params_are_routed_and_unknown_ones_rejected():
     assert trunk["hidden"] == 64 and trainer["lr"] == 0.01 and knobs["huber_delta"] == 0.5
     with pytest.raises(ValueError, match="unknown parameter"):
         split_params("ls", {"k": 3})
+    model, _ = build_model("ls", 6, 2, {"hidden": 16, "depth": 1, "embedding_dim": 0})
+    assert model.trunk.out_features == 16 and model.target_dim == 2  # embedding_dim 0: no embedding layer
     model, _ = build_model("ls", 6, 2, {"hidden": 16, "depth": 1})
-    assert model.trunk.out_features == 16 and model.target_dim == 2
+    assert model.trunk.out_features == 64  # the shared trunk's embedding layer
 
 
 def test_cli_run_writes_design_json(tmp_path, capsys, shared_data):

@@ -2,7 +2,11 @@
 
 The record format (DESIGN.md): ``{"dataset", "method", "seed", "params", "metrics": {"mae",
 "rmse", "r2", ...}, "fit_seconds", "epochs"}`` plus ``protocol``, ``sizes``, ``best_epoch``,
-``history`` (the learning curve) and ``val_metrics``. Metrics are computed on the scaled
+``cap_bound`` (the best epoch is within 10% of the epoch cap: more epochs might have helped),
+``history`` (the learning curve), ``val_metrics`` and ``config``: the resolved ``trunk``
+(class and constructor arguments), ``trainer`` and ``knobs`` settings, the dataset
+``preset`` applied (or None) and ``overrides``, the settings that differ from the shared
+defaults with where each came from (``recipe``, ``preset`` or ``params``). Metrics are computed on the scaled
 targets (labels min-max scaled to [0, 1] on the training split, unless the dataset keeps raw
 units), on the test split; the validation split is the only one used for any choice.
 """
@@ -16,9 +20,15 @@ import numpy as np
 import torch
 
 from . import metrics as M
+from .configurable import init_args
 from .data import Dataset, Splits, load_dataset, make_splits
-from .recipes import PEERS, build_model, parse_method, split_params
-from .train import Trainer, seed_everything
+from .data.presets import apply_preset
+from .recipes import PEERS, RECIPES, TRAINER_KEYS, TRUNK_KEYS, build_model, parse_method, split_params
+from .train import SELECT_METRICS, Trainer, seed_everything
+
+#: the Trainer settings a record reports
+TRAINER_SETTINGS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "clip_norm", "optimizer",
+                    "eval_every", "select")
 
 
 def _scores(splits: Splits, pred_test: np.ndarray) -> dict[str, float]:
@@ -29,12 +39,17 @@ def _scores(splits: Splits, pred_test: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _run_peer(name: str, knobs: dict, splits: Splits, seed: int) -> tuple[dict, dict, float]:
+def _val_metrics(y_val: np.ndarray, pred_val: np.ndarray) -> dict[str, float]:
+    err = torch.as_tensor(np.asarray(pred_val, dtype=np.float64) - np.asarray(y_val, dtype=np.float64))
+    return {name: fn(err) for name, fn in SELECT_METRICS.items()}
+
+
+def _run_peer(name: str, knobs: dict, given: set[str], splits: Splits, seed: int) -> tuple[dict, dict, float]:
     peer = PEERS[name]
     start = time.perf_counter()
     ytr = splits.y_train  # (n, m): every peer estimator takes 2-D targets
     chosen = dict(knobs)
-    if peer.select is not None:
+    if peer.select is not None and peer.select[0] not in given:  # a value the caller set is kept
         key, candidates = peer.select
         candidates = [c for c in candidates if key != "n_neighbors" or c <= len(splits.X_train)]
         scores = {}
@@ -42,12 +57,31 @@ def _run_peer(name: str, knobs: dict, splits: Splits, seed: int) -> tuple[dict, 
             est = peer.make({**knobs, key: value}, seed).fit(splits.X_train, ytr)
             scores[value] = M.mae(splits.y_val, est.predict(splits.X_val).reshape(splits.y_val.shape))
         chosen[key] = min(scores, key=scores.get)
+    if "n_neighbors" in chosen:
+        chosen["n_neighbors"] = int(min(chosen["n_neighbors"], len(splits.X_train)))
     est = peer.make(chosen, seed).fit(splits.X_train, ytr)
     fit_seconds = time.perf_counter() - start
     pred_val = est.predict(splits.X_val).reshape(splits.y_val.shape)
-    val = {"mae": M.mae(splits.y_val, pred_val)}
     pred_test = est.predict(splits.X_test).reshape(splits.y_test.shape)
-    return chosen, {"metrics": _scores(splits, pred_test), "val_metrics": val}, fit_seconds
+    return chosen, {"metrics": _scores(splits, pred_test), "val_metrics": _val_metrics(splits.y_val, pred_val)}, \
+        fit_seconds
+
+
+def _config(method: str, model, trainer: Trainer, params: dict, preset_params: dict, preset: str | None) -> dict:
+    """The resolved settings of a torch run and which of them depart from the shared defaults."""
+    base, _ = parse_method(method)
+    recipe = RECIPES[base]
+    _, _, knobs = split_params(method, params)
+    trunk_args = {k: v for k, v in init_args(model.trunk)[1].items() if k != "in_features"}
+    overrides: dict[str, str] = {}
+    for key in (*TRUNK_KEYS, *TRAINER_KEYS):
+        if key in params:
+            overrides[key] = "preset" if key in preset_params and preset_params[key] == params[key] else "params"
+        elif key in recipe.trunk or key in recipe.trainer:
+            overrides[key] = "recipe"
+    return {"trunk": {"class": type(model.trunk).__name__, **trunk_args},
+            "trainer": {k: getattr(trainer, k) for k in TRAINER_SETTINGS},
+            "knobs": knobs, "preset": preset, "overrides": overrides}
 
 
 def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs: int | None = None,
@@ -76,18 +110,21 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
         Also report ordinality (Spearman/Kendall) and volume of test embeddings (torch methods).
     """
     base, _ = parse_method(method)
-    params = dict(params or {})
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if splits is None:
         ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
         splits = make_splits(ds, seed=seed, protocol=protocol)
+    given = dict(params or {})
+    params, epochs, preset = apply_preset(splits.name, method, given, epochs, protocol)
+    preset_params = {k: v for k, v in params.items() if k not in given}
     record: dict[str, Any] = {"dataset": splits.name, "method": method, "seed": seed,
                               "protocol": splits.protocol, "sizes": list(splits.sizes)}
     if base in PEERS:
         _, _, knobs = split_params(method, params)
-        chosen, result, fit_seconds = _run_peer(base, knobs, splits, seed)
-        record.update(params=chosen, fit_seconds=fit_seconds, epochs=None, **result)
+        chosen, result, fit_seconds = _run_peer(base, knobs, set(params), splits, seed)
+        record.update(params=chosen, fit_seconds=fit_seconds, epochs=None,
+                      config={"knobs": chosen, "preset": None, "overrides": {}}, **result)
         return record
 
     seed_everything(seed)
@@ -98,13 +135,13 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
     hist = trainer.fit(model, splits.X_train, splits.y_train, splits.X_val, splits.y_val)
     pred_test = trainer.predict(model, splits.X_test).cpu().numpy()
     pred_val = trainer.predict(model, splits.X_val).cpu().numpy()
-    trunk_kw, _, knobs = split_params(method, params)
-    resolved = {**trunk_kw, **{k: getattr(trainer, k) for k in ("lr", "weight_decay", "batch_size",
-                                                                  "max_epochs", "patience", "optimizer")},
-                **knobs}
+    config = _config(method, model, trainer, params, preset_params, preset)
+    resolved = {**{k: v for k, v in config["trunk"].items() if k in TRUNK_KEYS}, **config["trainer"],
+                **config["knobs"]}
     record.update(params=resolved, fit_seconds=hist.seconds, epochs=hist.epochs_run,
-                  best_epoch=hist.best_epoch, metrics=_scores(splits, pred_test),
-                  val_metrics={"mae": M.mae(splits.y_val, pred_val)}, history=hist.as_dict())
+                  best_epoch=hist.best_epoch, cap_bound=bool(hist.best_epoch > 0.9 * trainer.max_epochs),
+                  metrics=_scores(splits, pred_test), val_metrics=_val_metrics(splits.y_val, pred_val),
+                  history=hist.as_dict(), config=config)
     if diagnostics:
         with torch.no_grad():
             X = torch.as_tensor(splits.X_test[:500], device=trainer.device)

@@ -94,6 +94,8 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, suite: str | No
         ds = _dataset(spec)
         outcome["record"] = run_experiment(ds, spec.method, spec.seed, epochs=spec.epochs, params=spec.params,
                                            protocol=spec.protocol, diagnostics=diagnostics)
+        if spec.tag:
+            outcome["record"]["tag"] = spec.tag
     except Exception as err:  # noqa: BLE001 - any error of a run is that run's failure
         tb = traceback.format_exc(limit=6)
         outcome.update(status="failed", error=f"{type(err).__name__}: {err}\n{tb}")

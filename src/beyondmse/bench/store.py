@@ -287,6 +287,9 @@ class ResultStore:
             extra = json.loads(r["record_json"]) if r["record_json"] else {}
             rec["sizes"] = extra.get("sizes")
             rec["best_epoch"] = extra.get("best_epoch")
+            rec["cap_bound"] = extra.get("cap_bound")
+            rec["config"] = extra.get("config")
+            rec["tag"] = extra.get("tag")
             rec["epochs_run"] = extra.get("epochs")
             out.append(rec)
         return out

@@ -10,9 +10,9 @@ the report and the plots ask :func:`methods_in_family`).
 import importlib
 import pkgutil
 
-from .base import (PEERS, RECIPES, REGULARIZERS, TRAINER_KEYS, TRUNK_KEYS, PeerBaseline, Recipe, RegularizerSpec,
+from .base import (PEERS, RECIPES, REGULARIZERS, TRAINER_KEYS, TRAINER_SEARCH, TRUNK_KEYS, PeerBaseline, Recipe, RegularizerSpec,
                    available_methods, build_model, families, is_peer, methods_in_family, parse_method, register,
-                   split_params)
+                   search_space, split_params)
 
 
 def load_families() -> list[str]:
@@ -29,6 +29,6 @@ def load_families() -> list[str]:
 
 load_families()
 
-__all__ = ["PEERS", "RECIPES", "REGULARIZERS", "TRAINER_KEYS", "TRUNK_KEYS", "PeerBaseline", "Recipe",
+__all__ = ["PEERS", "RECIPES", "REGULARIZERS", "TRAINER_KEYS", "TRAINER_SEARCH", "TRUNK_KEYS", "PeerBaseline", "Recipe",
            "RegularizerSpec", "available_methods", "build_model", "families", "is_peer", "load_families",
-           "methods_in_family", "parse_method", "register", "split_params"]
+           "methods_in_family", "parse_method", "register", "search_space", "split_params"]

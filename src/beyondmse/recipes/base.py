@@ -29,12 +29,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..heads.base import Head
-from ..models import RegressionModel, make_trunk
+from ..models import RegressionModel, init_weights_, make_trunk
 from ..regularizers.base import Regularizer
 
-TRUNK_KEYS = ("trunk", "hidden", "depth", "dropout", "embedding_dim")
+TRUNK_KEYS = ("trunk", "hidden", "depth", "dropout", "embedding_dim", "weight_init")
 TRAINER_KEYS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "clip_norm",
-                "optimizer", "eval_every")
+                "optimizer", "eval_every", "select")
+
+#: The search space every torch method shares under ``--tune`` (the trainer's settings); a
+#: recipe, suffix or peer adds its own knobs in ``search``. Each entry is ``("log", lo, hi)``,
+#: ``("float", lo, hi)``, ``("int", lo, hi)`` or ``("choice", (values...))``.
+TRAINER_SEARCH: dict[str, tuple] = {
+    "lr": ("log", 1e-4, 1e-2),
+    "weight_decay": ("log", 1e-6, 1e-2),
+    "batch_size": ("choice", (64, 128, 256, 512)),
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,14 @@ class Recipe:
     ``family`` groups recipes (:func:`methods_in_family`); ``plots`` is the import path of the
     family's figure module, whose ``report_figures(records, out_dir)`` the report calls with
     the stored runs of this family (see :mod:`beyondmse.plots`).
+
+    Every recipe trains on the same trunk and trainer settings (the defaults of
+    :func:`~beyondmse.models.make_trunk` and :class:`~beyondmse.Trainer`), so that heads are
+    compared on one footing. ``trunk`` and ``trainer`` are *declared exceptions* for a head that
+    needs a setting of its own to work; ``why`` must then say why. The benchmark runs the
+    baseline with the same exceptions too (see :mod:`beyondmse.bench.matching`), and the report
+    prints them next to the method. ``search`` is the recipe's own part of the ``--tune``
+    search space (added to :data:`TRAINER_SEARCH`).
     """
 
     name: str
@@ -58,6 +75,14 @@ class Recipe:
     trunk: Mapping[str, Any] = field(default_factory=dict)
     trainer: Mapping[str, Any] = field(default_factory=dict)
     plots: str | None = None
+    why: str = ""
+    search: Mapping[str, tuple] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if (self.trunk or self.trainer) and not self.why:
+            raise ValueError(f"recipe {self.name!r} departs from the shared trunk/trainer settings "
+                             f"({dict(self.trunk)} {dict(self.trainer)}) without saying why")
+        _check_search(self.name, self.search, self.knobs)
 
 
 @dataclass(frozen=True)
@@ -68,6 +93,10 @@ class RegularizerSpec:
     summary: str
     make: Callable[[dict[str, Any]], Regularizer]
     knobs: Mapping[str, Any] = field(default_factory=dict)
+    search: Mapping[str, tuple] = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_search(self.name, self.search, self.knobs)
 
 
 @dataclass(frozen=True)
@@ -83,6 +112,20 @@ class PeerBaseline:
     make: Callable[[dict[str, Any], int], Any]
     knobs: Mapping[str, Any] = field(default_factory=dict)
     select: tuple[str, tuple[Any, ...]] | None = None
+    search: Mapping[str, tuple] = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_search(self.name, self.search, self.knobs)
+
+
+def _check_search(name: str, search: Mapping[str, tuple], knobs: Mapping[str, Any]) -> None:
+    """A search space names only declared knobs, each with a known kind of range."""
+    for key, spec in search.items():
+        if key not in knobs:
+            raise ValueError(f"{name!r}: search space names {key!r}, which is not one of its knobs {sorted(knobs)}")
+        if not spec or spec[0] not in ("log", "float", "int", "choice"):
+            raise ValueError(f"{name!r}: search range of {key!r} must start with 'log', 'float', 'int' or "
+                             f"'choice', got {spec!r}")
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -140,6 +183,18 @@ def families() -> list[str]:
     return list(dict.fromkeys(recipe.family for recipe in RECIPES.values()))
 
 
+def search_space(name: str) -> dict[str, tuple]:
+    """The ``--tune`` search space of method ``name``: the shared trainer settings plus the knobs
+    its recipe and suffixes declare (a peer: its own ``search`` only)."""
+    base, suffixes = parse_method(name)
+    if base in PEERS:
+        return dict(PEERS[base].search)
+    space = {**TRAINER_SEARCH, **RECIPES[base].search}
+    for s in suffixes:
+        space.update(REGULARIZERS[s].search)
+    return space
+
+
 def is_peer(name: str) -> bool:
     base, _ = parse_method(name)
     return base in PEERS
@@ -186,10 +241,12 @@ def build_model(name: str, input_shape: tuple[int, ...] | int, target_dim: int,
         raise ValueError(f"{name!r} is a scikit-learn peer baseline, not a torch model")
     trunk_kw, trainer_kw, knobs = split_params(name, params)
     recipe = RECIPES[base]
+    weight_init = trunk_kw.pop("weight_init", None)
     trunk = make_trunk(tuple(input_shape), trunk_kw)
     # the head and the recipe's own regularizers see the recipe's knobs; each suffix sees its own
     own = {k: v for k, v in knobs.items() if k in recipe.knobs}
     head = recipe.make_head(trunk.out_features, target_dim, own)
     regs = list(recipe.make_regularizers(own))
     regs += [REGULARIZERS[s].make({k: v for k, v in knobs.items() if k in REGULARIZERS[s].knobs}) for s in suffixes]
-    return RegressionModel(trunk, head, regs), trainer_kw
+    # after the head exists: the coordinate protocol re-initialises every Linear, the head's too
+    return init_weights_(RegressionModel(trunk, head, regs), weight_init), trainer_kw

@@ -12,7 +12,7 @@ register(Recipe(
 register(Recipe(
     "huber", "baseline", "Huber loss (delta on the [0, 1] target scale) on a linear head",
     lambda d, m, k: Linear(d, m, loss="huber", huber_delta=k["huber_delta"]),
-    knobs={"huber_delta": 0.1},
+    knobs={"huber_delta": 0.1}, search={"huber_delta": ("log", 0.01, 1.0)},
 ))
 
 __all__: list[str] = []

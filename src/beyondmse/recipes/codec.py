@@ -32,6 +32,9 @@ _KNOBS: dict[str, dict[str, Any]] = {
     "e2e-codec": {**_COMMON, "lambda_sigma": 0.5, "alpha": 1e-6, "lambda_auto": 1.0, "lambda_kl": 0.068,
                   "lambda_pred": 1.0, "stage1_steps": 0, "encoder_scale": "raw"},
 }
+#: ``--tune`` ranges: the number of classes and each codec's loss weights / widths
+_SEARCH = {"k": ("choice", (5, 15, 25)), "lambda_sigma": ("log", 0.1, 2.0), "hl_sigma": ("log", 0.25, 2.0),
+           "lambda_kl": ("log", 0.0068, 0.68), "lambda_auto": ("log", 0.1, 10.0)}
 _SUMMARIES = {
     "ls-softmax": "square loss on mu^T softmax(g(x)) with a learned mu (the extra-layer control)",
     "hard-bin": "k uniform bins, one-hot targets, cross-entropy, decoded with the bin midpoints",
@@ -50,6 +53,7 @@ def _maker(mode: str):
 
 
 for _name, _knobs in _KNOBS.items():
-    register(Recipe(_name, "codec", _SUMMARIES[_name], _maker(_name), knobs=_knobs, plots="beyondmse.plots.codec"))
+    register(Recipe(_name, "codec", _SUMMARIES[_name], _maker(_name), knobs=_knobs, plots="beyondmse.plots.codec",
+                    search={k: v for k, v in _SEARCH.items() if k in _knobs}))
 
 __all__: list[str] = []

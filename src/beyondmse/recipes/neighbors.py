@@ -29,14 +29,21 @@ from ..heads.neighbors import NCA, DiffKNN
 from .base import Recipe, register
 
 FAMILY = "neighbors"
-TRUNK = {"hidden": 200, "depth": 2, "dropout": 0.1, "embedding_dim": 64}
-TRAINER = {"batch_size": 32, "lr": 1e-3}
 PLOTS = "beyondmse.plots.neighbors"
 
 _COMMON = {"similarity": "l2", "rbf_bandwidth": 1.0, "learn_bandwidth": False, "l2_scale": 1.0, "learn_scale": False,
            "chunk_size": 4096}
 _SOFTSTEP = {"softstep_l0": 0.5, "softstep_u0": 0.5, "softstep_t": 0.5}
 _DKNN = {"k_init": 0.1, "rank_strength": 1.0, "q": 4.0, "t": 0.75}
+
+
+#: ``--tune`` ranges of the family's knobs (the similarity scale, SoftStep's initial (l, u), DiffKNN's k)
+_SEARCH = {"l2_scale": ("log", 0.3, 100.0), "softstep_l0": ("float", 0.05, 0.95),
+           "softstep_u0": ("float", 0.05, 0.95), "k_init": ("log", 0.01, 0.5)}
+
+
+def _search(knobs: dict[str, Any]) -> dict[str, tuple]:
+    return {k: v for k, v in _SEARCH.items() if k in knobs or k in _COMMON}
 
 
 def _similarity(k: dict[str, Any]):
@@ -63,14 +70,14 @@ def _dknn(kind):
 
 
 register(Recipe("nca", FAMILY, "NCA head: softmax over batch similarities, memory-bank inference",
-                _nca(None), knobs=dict(_COMMON), trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
+                _nca(None), knobs=dict(_COMMON), plots=PLOTS, search=_search(_COMMON)))
 register(Recipe("nca-softstep-g", FAMILY, "NCA + SoftStep with global (l, u, t) (SoftStep Alg. 2)",
-                _nca("global"), knobs={**_COMMON, **_SOFTSTEP}, trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
+                _nca("global"), knobs={**_COMMON, **_SOFTSTEP}, plots=PLOTS, search=_search(_SOFTSTEP)))
 register(Recipe("nca-softstep-i", FAMILY, "NCA + SoftStep with per-instance (l, u, t) (SoftStep Alg. 2)",
-                _nca("instance"), knobs={**_COMMON, **_SOFTSTEP}, trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
+                _nca("instance"), knobs={**_COMMON, **_SOFTSTEP}, plots=PLOTS, search=_search(_SOFTSTEP)))
 register(Recipe("dknn-softstep-g", FAMILY, "differentiable kNN, soft ranks + learned global k (SoftStep Alg. 1)",
-                _dknn("global"), knobs={**_COMMON, **_DKNN}, trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
+                _dknn("global"), knobs={**_COMMON, **_DKNN}, plots=PLOTS, search=_search(_DKNN)))
 register(Recipe("dknn-softstep-i", FAMILY, "differentiable kNN, soft ranks + per-instance k (SoftStep Alg. 1)",
-                _dknn("instance"), knobs={**_COMMON, **_DKNN}, trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
+                _dknn("instance"), knobs={**_COMMON, **_DKNN}, plots=PLOTS, search=_search(_DKNN)))
 register(Recipe("nca-sparsemax", FAMILY, "NCA with sparsemax instead of softmax (entmax)",
-                _nca(None, "sparsemax"), knobs=dict(_COMMON), trunk=TRUNK, trainer=TRAINER, plots=PLOTS))
+                _nca(None, "sparsemax"), knobs=dict(_COMMON), plots=PLOTS, search=_search(_COMMON)))

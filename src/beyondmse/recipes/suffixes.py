@@ -25,6 +25,15 @@ SUFFIX_KNOBS: dict[str, dict[str, Any]] = {
 }
 
 
+#: ``--tune`` ranges of each regularizer's weight (and ROT's entropic gamma, RankSim's lambda)
+SUFFIX_SEARCH: dict[str, dict[str, tuple]] = {
+    "rot": {"rot_weight": ("log", 0.01, 100.0), "rot_gamma": ("log", 0.01, 1.0)},
+    "ranksim": {"ranksim_weight": ("log", 0.01, 100.0), "ranksim_lambda": ("log", 0.5, 10.0)},
+    "oe": {"oe_weight": ("log", 0.001, 10.0)},
+    "ph-reg": {"ph_reg_topo_weight": ("log", 0.01, 100.0), "ph_reg_dim_weight": ("log", 0.001, 10.0)},
+}
+
+
 def _make_rot(k: dict[str, Any]) -> ROTReg:
     return ROTReg(k["rot_weight"], gamma=k["rot_gamma"], max_points=k["rot_max_points"])
 
@@ -45,16 +54,16 @@ def _make_ph(k: dict[str, Any]) -> PHReg:
 SUFFIXES = {
     "rot": register(RegularizerSpec(
         "rot", "ROT-Reg: align self entropic OT plans of features and targets (Zhang et al. 2025)",
-        _make_rot, knobs=SUFFIX_KNOBS["rot"])),
+        _make_rot, knobs=SUFFIX_KNOBS["rot"], search=SUFFIX_SEARCH["rot"])),
     "ranksim": register(RegularizerSpec(
         "ranksim", "RankSim: rank-similarity of features vs labels, blackbox-solver gradient (Gong et al. 2022)",
-        _make_ranksim, knobs=SUFFIX_KNOBS["ranksim"])),
+        _make_ranksim, knobs=SUFFIX_KNOBS["ranksim"], search=SUFFIX_SEARCH["ranksim"])),
     "oe": register(RegularizerSpec(
         "oe", "Ordinal Entropy: label-weighted feature diversity + tightness (Zhang et al. 2023)",
-        _make_oe, knobs=SUFFIX_KNOBS["oe"])),
+        _make_oe, knobs=SUFFIX_KNOBS["oe"], search=SUFFIX_SEARCH["oe"])),
     "ph-reg": register(RegularizerSpec(
         "ph-reg", "PH-Reg: 0-dim persistent-homology topology + intrinsic-dimension terms (Zhang et al. 2024)",
-        _make_ph, knobs=SUFFIX_KNOBS["ph-reg"])),
+        _make_ph, knobs=SUFFIX_KNOBS["ph-reg"], search=SUFFIX_SEARCH["ph-reg"])),
 }
 
 __all__ = ["SUFFIXES", "SUFFIX_KNOBS"]

@@ -36,10 +36,11 @@ def _regs(spec):
 register(Recipe(
     "mt", FAMILY, "multiple targets: M linear regressors on one embedding, averaged (Zhang et al. 2025)",
     lambda d, m, k: MultiTarget(d, m, n_targets=k["n_targets"], loss="mse"),
-    knobs={"n_targets": 8}, plots=PLOTS,
+    knobs={"n_targets": 8}, plots=PLOTS, search={"n_targets": ("choice", (2, 4, 8, 16))},
 ))
 for _name, _spec in SUFFIXES.items():
     register(Recipe(_name, FAMILY, "linear head (MSE) + " + _spec.summary, _linear,
-                    knobs=_spec.knobs, make_regularizers=_regs(_spec), plots=PLOTS))
+                    knobs=_spec.knobs, make_regularizers=_regs(_spec), plots=PLOTS,
+                    search=_spec.search))
 
 __all__: list[str] = []
