@@ -55,7 +55,7 @@ def test_hand_built_neighbor_model_round_trips(tmp_path):
 def test_hand_built_codec_keeps_fitted_bins_and_plain_state(tmp_path, mode, m):
     seed_everything(0)
     X, y = _data(m=m)
-    model = RegressionModel(MLP(4, hidden=16), Codec(16, m, k=9 if m == 1 else 6, mode=mode, stage1_steps=5))
+    model = RegressionModel(MLP(4, hidden=16), Codec.for_mode(mode, 16, m, k=9 if m == 1 else 6, stage1_steps=5))
     model.head.fit_targets(y * 3 + 1)  # bins/centers over [1, 4], not the constructor's [0, 1]
     assert model.head.stage1_objective  # plain (non-tensor) fitted state
     path = save_model(model, tmp_path / "codec.safetensors")

@@ -8,7 +8,9 @@ The record format (DESIGN.md): ``{"dataset", "method", "seed", "params", "metric
 ``preset`` applied (or None) and ``overrides``, the settings that differ from the shared
 defaults with where each came from (``recipe``, ``preset`` or ``params``). Metrics are computed on the scaled
 targets (labels min-max scaled to [0, 1] on the training split, unless the dataset keeps raw
-units), on the test split; the validation split is the only one used for any choice.
+units), on the test split; the validation split is the only one used for any choice. A head
+with a ``fit_summary(y_val)`` hook adds its answer as ``head`` (codec heads: encoder health at
+the start and end of training on the validation targets, and the fitted codec).
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
                   best_epoch=hist.best_epoch, cap_bound=bool(hist.best_epoch > 0.9 * trainer.max_epochs),
                   metrics=_scores(splits, pred_test), val_metrics=_val_metrics(splits.y_val, pred_val),
                   history=hist.as_dict(), config=config)
+    summary = getattr(model.head, "fit_summary", None)
+    if callable(summary):  # what the head reports of its own fit (a codec: encoder health + its parameters)
+        record["head"] = summary(torch.as_tensor(splits.y_val, dtype=torch.float32, device=trainer.device))
     if diagnostics:
         with torch.no_grad():
             X = torch.as_tensor(splits.X_test[:500], device=trainer.device)

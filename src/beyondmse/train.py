@@ -26,6 +26,21 @@ SELECT_METRICS = {
 }
 
 
+def decay_groups(model: torch.nn.Module, params: list, weight_decay: float) -> list[dict]:
+    """Optimizer parameter groups: ``params`` under ``weight_decay``, except those a submodule
+    names in its ``no_weight_decay()`` hook (parameter names relative to that submodule, as in
+    timm), which get none. Codec heads exempt their encoder and decoder this way."""
+    exempt: set[int] = set()
+    for module in model.modules():
+        hook = getattr(module, "no_weight_decay", None)
+        if callable(hook):
+            exempt.update(id(module.get_parameter(name)) for name in hook())
+    keep = [p for p in params if id(p) not in exempt]
+    free = [p for p in params if id(p) in exempt]
+    groups = [{"params": keep}] if keep else []
+    return groups + ([{"params": free, "weight_decay": 0.0}] if free else [])
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
     random.seed(seed)
@@ -76,7 +91,9 @@ class Trainer:
     ----------
     lr : float, default 1e-3
     weight_decay : float, default 1e-4
-        Adam's L2 penalty (or AdamW's decoupled decay with ``optimizer="adamw"``).
+        Adam's L2 penalty (or AdamW's decoupled decay with ``optimizer="adamw"``), on every
+        parameter except those a module exempts through a ``no_weight_decay()`` hook
+        (:func:`decay_groups`; e.g. a codec head's encoder and decoder).
     batch_size : int or None, default 256
         ``None`` means full batch. A last mini-batch of fewer than three samples is merged
         into the one before it (batch-wise heads and regularizers need several samples).
@@ -165,7 +182,7 @@ class Trainer:
         model.head.fit_targets(y)
         opt_cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = opt_cls(params, lr=self.lr, weight_decay=self.weight_decay)
+        opt = opt_cls(decay_groups(model, params, self.weight_decay), lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator().manual_seed(self.seed)
         hist = History()
         best, best_state, waited = math.inf, None, 0

@@ -22,7 +22,7 @@ def _y1(n=400, seed=0):
 @pytest.mark.parametrize("mode", MODES)
 def test_decoded_predictions_stay_in_convex_hull_1d(mode):
     torch.manual_seed(6)
-    head = Codec(8, 1, k=7, mode=mode, stage1_steps=20)
+    head = Codec.for_mode(mode, 8, 1, k=7, **({"stage1_steps": 20} if mode in ("trained-codec", "e2e-codec") else {}))
     head.fit_targets(_y1())
     pred = head(torch.randn(300, 8) * 50)  # extreme logits
     lo, hi = head.mu.min(), head.mu.max()
@@ -34,7 +34,7 @@ def test_decoded_predictions_stay_in_convex_hull_2d():
 
     torch.manual_seed(7)
     y = torch.rand(500, 2)
-    head = Codec(8, 2, k=12, mode="e2e-codec")
+    head = Codec.for_mode("e2e-codec", 8, 2, k=12)
     head.fit_targets(y)
     pred = head(torch.randn(400, 8) * 20).detach().double().numpy()
     hull = Delaunay(head.mu.detach().double().numpy())
@@ -52,7 +52,7 @@ def test_auto_encoding_error_falls_as_k_grows(m, ks):
     y = torch.rand(2000, m) ** 1.5
     errors = []
     for k in ks:
-        head = Codec(4, m, k=k, mode="soft-bin")
+        head = Codec.for_mode("soft-bin", 4, m, k=k)
         head.fit_targets(y)
         errors.append(_auto_error(head, y))
     assert errors[0] > errors[1] > errors[2], errors
@@ -61,25 +61,26 @@ def test_auto_encoding_error_falls_as_k_grows(m, ks):
 def test_stage1_lowers_auto_encoding_objective():
     torch.manual_seed(9)
     y = torch.rand(600, 2)
-    head = Codec(4, 2, k=10, mode="trained-codec", init="kmeans", lambda_sigma=1.5, stage1_steps=200)
+    head = Codec.for_mode("trained-codec", 4, 2, k=10, init="kmeans", lambda_sigma=1.5, stage1_steps=200)
     head.fit_targets(y)
     before, after = head.stage1_objective
     assert after < 0.5 * before, (before, after)
-    fresh = Codec(4, 2, k=10, mode="soft-bin", init="kmeans", lambda_sigma=1.5)
+    fresh = Codec.for_mode("soft-bin", 4, 2, k=10, init="kmeans", lambda_sigma=1.5)
     torch.manual_seed(9)
     fresh.fit_targets(y)
     assert _auto_error(head, y) < _auto_error(fresh, y)
     # stage 2 trains the classifier only
-    assert not head.weight.requires_grad and not head.mu.requires_grad and head.g.weight.requires_grad
+    assert not head.centers.requires_grad and not head.log_prior.requires_grad
+    assert not head.mu.requires_grad and head.g.weight.requires_grad
 
 
 def test_initialisation_m1_uniform_and_sigma():
     y = torch.tensor([[0.2], [0.7], [0.45], [1.2]])
-    head = Codec(4, 1, k=5, mode="soft-bin", lambda_sigma=0.5)
+    head = Codec.for_mode("soft-bin", 4, 1, k=5, lambda_sigma=0.5)
     head.fit_targets(y)
     torch.testing.assert_close(head.mu.detach()[:, 0], torch.linspace(0.2, 1.2, 5))
     assert float(head.sigma) == pytest.approx(0.5 * 0.25)
-    hb = Codec(4, 1, k=5, mode="hard-bin")
+    hb = Codec.for_mode("hard-bin", 4, 1, k=5)
     hb.fit_targets(y)
     torch.testing.assert_close(hb.mu.detach()[:, 0], 0.2 + 0.2 * (torch.arange(5) + 0.5))
 
@@ -87,7 +88,7 @@ def test_initialisation_m1_uniform_and_sigma():
 def test_grid_init_m2_625_classes_and_hl_gauss():
     torch.manual_seed(10)
     y = torch.rand(300, 2)
-    head = Codec(16, 2, k=625, mode="hl-gauss")  # auto -> 25 x 25 grid
+    head = Codec.for_mode("hl-gauss", 16, 2, k=625)  # auto -> 25 x 25 grid
     head.fit_targets(y)
     assert head.mu.shape == (625, 2) and head.grid_side == 25
     p = head.encode(y[:5])
@@ -95,37 +96,38 @@ def test_grid_init_m2_625_classes_and_hl_gauss():
     out = head.loss(torch.randn(300, 16), y)
     out.total.backward()
     assert torch.isfinite(head.g.weight.grad).all()
-    assert Codec(16, 3, k=25, mode="hl-gauss").k == 27  # auto init rounds to a 3 x 3 x 3 grid
+    assert Codec.for_mode("hl-gauss", 16, 3, k=25).k == 27  # auto init rounds to a 3 x 3 x 3 grid
     with pytest.raises(ValueError, match="n \\*\\* m"):
-        Codec(16, 2, k=600, mode="soft-bin", init="grid")
+        Codec.for_mode("soft-bin", 16, 2, k=600, init="grid")
 
 
 def test_e2e_loss_terms_and_gradients():
     torch.manual_seed(11)
     y = _y1(200)
-    head = Codec(8, 1, k=9, mode="e2e-codec")
+    head = Codec.for_mode("e2e-codec", 8, 1, k=9)
     head.fit_targets(y)
     out = head.loss(torch.randn(200, 8), y)
     assert set(out.terms) == {"auto", "entropy", "kl", "pred"}
     want = out.terms["auto"] - 1e-6 * out.terms["entropy"] + 0.068 * out.terms["kl"] + out.terms["pred"]
     torch.testing.assert_close(out.total.detach(), want)
     out.total.backward()
-    for p in (head.weight, head.bias, head.mu, head.g.weight):
+    for p in (head.centers, head.log_prior, head.mu, head.g.weight):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
 def test_fixed_codecs_have_no_trainable_codec():
     for mode in ("hard-bin", "soft-bin", "hl-gauss"):
-        head = Codec(4, 1, k=5, mode=mode)
+        head = Codec.for_mode(mode, 4, 1, k=5)
         head.fit_targets(_y1())
         assert [n for n, p in head.named_parameters() if p.requires_grad] == ["g.weight", "g.bias"]
-    head = Codec(4, 1, k=5, mode="ls-softmax")
-    assert head.mu.requires_grad and not head.weight.requires_grad
+    head = Codec.for_mode("ls-softmax", 4, 1, k=5)
+    assert head.mu.requires_grad
+    assert [n for n, p in head.named_parameters() if p.requires_grad] == ["mu", "g.weight", "g.bias"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_head_keeps_dtype(dtype):
-    head = Codec(4, 1, k=5, mode="e2e-codec").to(dtype)
+    head = Codec.for_mode("e2e-codec", 4, 1, k=5).to(dtype)
     head.fit_targets(_y1().to(dtype))
     z = torch.randn(10, 4, dtype=dtype)
     assert head(z).dtype == dtype
@@ -136,23 +138,27 @@ def test_head_keeps_dtype(dtype):
 # --------------------------------------------------------------------------- bad input
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="k .*>= 2"):
-        Codec(4, 1, k=1)
+        Codec.for_mode("e2e-codec", 4, 1, k=1)
     with pytest.raises(ValueError, match="lambda_kl must be >= 0"):
-        Codec(4, 1, lambda_kl=-0.1)
+        Codec.for_mode("e2e-codec", 4, 1, lambda_kl=-0.1)
     with pytest.raises(ValueError, match="lambda_sigma must be > 0"):
-        Codec(4, 1, lambda_sigma=-1.0)
+        Codec.for_mode("e2e-codec", 4, 1, lambda_sigma=-1.0)
     with pytest.raises(ValueError, match="alpha must be >= 0"):
-        Codec(4, 1, alpha=-1.0)
+        Codec.for_mode("e2e-codec", 4, 1, alpha=-1.0)
+    with pytest.raises(TypeError, match="base class"):
+        Codec(4, 1)
+    with pytest.raises(TypeError, match="lambda_kl"):  # a knob soft-bin does not take is never ignored
+        Codec.for_mode("soft-bin", 4, 1, lambda_kl=0.1)
     with pytest.raises(ValueError, match="unknown codec mode"):
-        Codec(4, 1, mode="bins")
+        Codec.for_mode("bins", 4, 1)
     with pytest.raises(ValueError, match="hl-gauss needs bins"):
-        Codec(4, 2, mode="hl-gauss", init="kmeans")
+        Codec.for_mode("hl-gauss", 4, 2, init="kmeans")
     with pytest.raises(ValueError, match="unknown parameter"):
         split_params("soft-bin", {"lambda_kl": 0.1})  # a knob soft-bin does not have
 
 
 def test_nan_targets_raise():
-    head = Codec(4, 1, k=5, mode="soft-bin")
+    head = Codec.for_mode("soft-bin", 4, 1, k=5)
     bad = torch.tensor([[0.1], [float("nan")]])
     with pytest.raises(ValueError, match="NaN"):
         head.fit_targets(bad)
@@ -166,34 +172,36 @@ def test_nan_targets_raise():
 def test_out_of_range_targets_are_clipped_into_the_hull():
     y = torch.rand(100, 1) * 0.5 + 0.25  # fitted range about [0.25, 0.75]
     for mode in ("hard-bin", "soft-bin", "hl-gauss", "e2e-codec"):
-        head = Codec(4, 1, k=6, mode=mode)
+        head = Codec.for_mode(mode, 4, 1, k=6)
         head.fit_targets(y)
         outside = torch.tensor([[-3.0], [0.0], [1.0], [9.0]])
         clipped = outside.clamp(float(head.lo), float(head.hi))
         torch.testing.assert_close(head.encode(outside), head.encode(clipped))
         rec = head.decode(head.encode(outside))
         assert bool((rec >= head.mu.min() - 1e-6).all() and (rec <= head.mu.max() + 1e-6).all())
-    strict = Codec(4, 1, k=6, mode="soft-bin", out_of_range="error")
+    strict = Codec.for_mode("soft-bin", 4, 1, k=6, out_of_range="error")
     strict.fit_targets(y)
     with pytest.raises(ValueError, match="outside the fitted range"):
         strict.encode(torch.tensor([[2.0]]))
 
 
 def test_ls_softmax_has_no_encoder():
-    head = Codec(4, 1, k=5, mode="ls-softmax")
+    head = Codec.for_mode("ls-softmax", 4, 1, k=5)
     with pytest.raises(ValueError, match="no target encoder"):
         head.encode(_y1(3))
 
 
-def test_encoder_scales_give_the_same_initial_encoder():
+def test_initial_encoder_is_the_papers_gaussian_soft_binning():
+    from beyondmse.functional.codec import affine_encode
+
     y = _y1(300)
-    raw = Codec(4, 1, k=11, mode="e2e-codec")
-    scaled = Codec(4, 1, k=11, mode="e2e-codec", encoder_scale="sigma")
-    assert raw.encoder_scale == "raw" and float(raw.temperature) == 1.0
-    raw.fit_targets(y)
-    scaled.fit_targets(y)
-    torch.testing.assert_close(raw.encode(y), scaled.encode(y), atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(raw.encode(y), gaussian_encode(y, raw.mu.detach(), float(raw.sigma)),
+    head = Codec.for_mode("e2e-codec", 4, 1, k=11)
+    head.fit_targets(y)
+    # eq. 3 of Beyond Binning: softmax(-|c_i - y|^2 / 2 sigma^2) with c = mu at initialisation
+    torch.testing.assert_close(head.encode(y), gaussian_encode(y, head.mu.detach(), float(head.sigma)),
                                atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="encoder_scale"):
-        Codec(4, 1, encoder_scale="log")
+    # ... and its affine form (eq. 5)
+    w, b = head.encoder_affine()
+    torch.testing.assert_close(head.encode(y), affine_encode(y, w.detach(), b.detach()), atol=1e-5, rtol=1e-4)
+    with pytest.raises(TypeError, match="encoder_scale"):  # the old knob is gone, not ignored
+        Codec.for_mode("e2e-codec", 4, 1, encoder_scale="log")

@@ -22,11 +22,11 @@ def test_plots_return_figures(tmp_path):
     matplotlib.use("Agg")
     from beyondmse.plots.codec import plot_codec
 
-    head = Codec(4, 1, k=5, mode="soft-bin")
+    head = Codec.for_mode("soft-bin", 4, 1, k=5)
     head.fit_targets(_y1())
     fig = plot_codec(head, n_points=100)
     assert len(fig.axes[0].lines) >= 5
-    head2 = Codec(4, 2, k=9, mode="e2e-codec")
+    head2 = Codec.for_mode("e2e-codec", 4, 2, k=9)
     head2.fit_targets(torch.rand(200, 2))
     path = tmp_path / "codec2d.png"
     fig2 = plot_codec(head2, path=path, n_points=60)

@@ -10,7 +10,7 @@ custom autograd where needed.
 """
 
 from .codec import (affine_encode, decode, entropy_from_logits, gaussian_encode, gaussian_logit_params,
-                    hard_bin_encode, hl_gauss_probs, kl_divergence, kl_from_logits)
+                    gaussian_mixture_logits, hard_bin_encode, hl_gauss_probs, kl_divergence, kl_from_logits)
 from .distances import cosine_similarity, pairwise_distances, squared_distances
 from .rank import blackbox_rank, rank_normalised, soft_rank
 from .sinkhorn import self_entropic_ot
@@ -23,4 +23,4 @@ __all__ = ["softstep", "soft_rank", "blackbox_rank", "rank_normalised", "self_en
            "chunk_ranges", "streaming_row_min_max", "streaming_softmax_average", "streaming_topk",
            "float_order_keys", "streaming_kth_largest",
            "affine_encode", "decode", "entropy_from_logits", "gaussian_encode",
-           "gaussian_logit_params", "hard_bin_encode", "hl_gauss_probs", "kl_divergence", "kl_from_logits"]
+           "gaussian_logit_params", "gaussian_mixture_logits", "hard_bin_encode", "hl_gauss_probs", "kl_divergence", "kl_from_logits"]

@@ -32,6 +32,7 @@ __all__ = [
     "decode",
     "entropy_from_logits",
     "gaussian_encode",
+    "gaussian_mixture_logits",
     "gaussian_logit_params",
     "hard_bin_encode",
     "hl_gauss_probs",
@@ -122,8 +123,7 @@ def gaussian_encode(y: Tensor, centers: Tensor, sigma: float | Tensor) -> Tensor
 def affine_logits(y: Tensor, weight: Tensor, bias: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
     """Encoder logits ``(y W^T + b) / temperature``, shape (N, k).
 
-    A temperature only rescales the parametrisation (the head keeps ``W, b`` of order one and
-    a fixed temperature ``sigma^2`` so that Adam's step size is meaningful for them).
+    A temperature only rescales the parametrisation (the same encoder with ``W, b`` divided by it).
     """
     if weight.dim() != 2:
         raise ValueError(f"expected weight of shape (k, m), got {tuple(weight.shape)}")
@@ -136,6 +136,42 @@ def affine_logits(y: Tensor, weight: Tensor, bias: Tensor, temperature: float | 
 def affine_encode(y: Tensor, weight: Tensor, bias: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
     """The softmax encoder of ref. [1]: :math:`\\psi_w(y) = \\mathrm{softmax}((W y + b)/\\tau)`, shape (N, k)."""
     return torch.softmax(affine_logits(y, weight, bias, temperature), dim=-1)
+
+
+def gaussian_mixture_logits(y: Tensor, centers: Tensor, log_prior: Tensor) -> Tensor:
+    """Class-posterior logits of an isotropic Gaussian mixture, in units of its width.
+
+    With targets and centers divided by the common width :math:`\\sigma`
+    (:math:`\\tilde y = y / \\sigma`, :math:`u_i = c_i / \\sigma`) and log prior weights
+    :math:`\\beta_i`,
+
+    .. math::
+
+        a_i(y) = \\beta_i - \\tfrac12 \\|\\tilde y - u_i\\|^2
+               = \\beta_i - \\frac{\\|y - c_i\\|^2}{2\\sigma^2},
+
+    so that :math:`\\mathrm{softmax}(a)` is the Gaussian soft-binning encoder of ref. [1]
+    (eq. 3 there, with a prior). The differences are taken directly rather than through
+    :math:`\\|\\tilde y\\|^2 - 2\\tilde y^\\top u + \\|u\\|^2`, whose terms reach ~1e3 at k = 25
+    and would cost float32 most of its digits.
+
+    Parameters
+    ----------
+    y : Tensor, shape (N, m)
+        Targets in units of sigma.
+    centers : Tensor, shape (k, m)
+        Centers in units of sigma.
+    log_prior : Tensor, shape (k,)
+
+    Returns
+    -------
+    Tensor, shape (N, k)
+    """
+    _check_centers(centers)
+    _check_targets(y, centers.shape[1])
+    if log_prior.shape != centers.shape[:1]:
+        raise ValueError(f"expected log_prior of shape ({centers.shape[0]},), got {tuple(log_prior.shape)}")
+    return log_prior - 0.5 * ((y[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
 
 
 def _normal_cdf(x: Tensor) -> Tensor:

@@ -1,42 +1,59 @@
 """Codec heads: regression as classification with a target encoder and a decoder.
 
-The model of Stewart, Bach & Berthet [1]: a target encoder :math:`\\psi_w : \\mathbb{R}^m \\to
+The model of Stewart, Bach & Berthet [1, 2]: a target encoder :math:`\\psi : \\mathbb{R}^m \\to
 \\Delta_k`, a classifier :math:`\\pi_\\theta(x) = \\mathrm{softmax}(g_\\theta(x))` (the trunk
 followed by the k-way linear layer ``g`` of this head), a decoder :math:`\\mu \\in
 \\mathbb{R}^{k \\times m}` and the prediction :math:`\\hat y = \\mu^\\top \\pi_\\theta(x)`.
-One class, :class:`Codec`, covers the whole family through ``mode``:
 
-==================  ===============================================  ===================
-mode                training objective                               decoder ``mu``
-==================  ===============================================  ===================
-``ls-softmax``      :math:`L(y - \\mu^\\top\\pi)` only                 learned
-``hard-bin``        cross-entropy to the nearest bin (= its KL)      bin midpoints, fixed
-``soft-bin``        :math:`\\mathrm{KL}(\\psi(y)\\|\\pi)`, Gaussian psi    centers, fixed
-``hl-gauss``        :math:`\\mathrm{KL}(p_{HL}(y)\\|\\pi)` [2, 3]         bin midpoints, fixed
-``trained-codec``   stage 1 fits (w, mu) on targets, then KL           stage-1 mu, fixed
-``e2e-codec``       eq. below, (w, mu, theta) jointly                learned
-==================  ===============================================  ===================
+:class:`Codec` is the base class; each codec is a subclass that overrides two hooks,
+:meth:`Codec.encode` (the soft labels :math:`\\psi(y)`) and :meth:`Codec.objective` (the
+training loss given the classifier's logits). Build one by name with :meth:`Codec.for_mode`
+(the registry :data:`CODECS` maps names to classes):
 
-The end-to-end objective ([1], eq. of the issue) is
+====================  ===============================================  ===================
+name (class)          training objective                               decoder ``mu``
+====================  ===============================================  ===================
+``ls-softmax``        :math:`L(y - \\mu^\\top\\pi)` only                 learned
+(:class:`LSSoftmax`)
+``hard-bin``          cross-entropy to the nearest bin (= its KL)      bin midpoints, fixed
+(:class:`HardBin`)
+``soft-bin``          :math:`\\mathrm{KL}(\\psi(y)\\|\\pi)`, Gaussian psi    centers, fixed
+(:class:`SoftBin`)
+``hl-gauss``          :math:`\\mathrm{KL}(p_{HL}(y)\\|\\pi)` [3, 4]         bin midpoints, fixed
+(:class:`HLGauss`)
+``trained-codec``     stage 1 fits (psi, mu) on targets, then KL        stage-1 mu, fixed
+(:class:`TrainedCodec`)
+``e2e-codec``         the end-to-end objective below                   learned
+(:class:`EndToEndCodec`)
+====================  ===============================================  ===================
+
+The Gaussian encoder (soft-bin, trained and end-to-end codecs) is the class posterior of a
+mixture with isotropic class-conditionals :math:`\\mathcal{N}(c_i, \\sigma^2 I)` and log prior
+weights :math:`\\beta_i` ([1], eqs. 3-5):
 
 .. math::
 
-    \\lambda_{auto}\\,\\mathbb{E}_y\\big[L(y - \\mu^\\top\\psi_w(y)) - \\alpha H(\\psi_w(y))\\big]
-    + \\lambda_{KL}\\,\\mathbb{E}\\big[\\mathrm{KL}(\\psi_w(y)\\,\\|\\,\\pi_\\theta(x))\\big]
-    + \\lambda_{pred}\\,\\mathbb{E}\\big[L(y - \\mu^\\top\\pi_\\theta(x))\\big].
+    \\psi(y)_i = \\mathrm{softmax}_i\\Big(\\beta_i - \\frac{\\|y - c_i\\|^2}{2\\sigma^2}\\Big),
+
+which for a fixed :math:`\\sigma` is exactly the affine family
+:math:`\\mathrm{softmax}(W y + b)` of [1], eq. 5, with :math:`W_i = c_i / \\sigma^2` and
+:math:`b_i = \\beta_i - \\|c_i\\|^2 / 2\\sigma^2` (:meth:`GaussianCodec.encoder_affine`).
 
 References
 ----------
-1. L. Stewart, F. Bach, Q. Berthet, "Building Bridges between Regression, Clustering, and
+1. L. Stewart, F. Bach, Q. Berthet, "Beyond Binning: Soft Task Reformulation for Deep
+   Regression", AISTATS 2026.
+2. L. Stewart, F. Bach, Q. Berthet, "Building Bridges between Regression, Clustering, and
    Classification", 2025. https://arxiv.org/abs/2502.02996
-2. E. Imani, M. White, "Improving Regression Performance with Distributional Losses", ICML 2018.
-3. J. Farebrother et al., "Stop Regressing: Training Value Functions via Classification for
+3. E. Imani, M. White, "Improving Regression Performance with Distributional Losses", ICML 2018.
+4. J. Farebrother et al., "Stop Regressing: Training Value Functions via Classification for
    Scalable Deep RL", ICML 2024.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -45,10 +62,9 @@ from torch import Tensor, nn
 
 from ..checks import check_head_inputs
 from ..functional.codec import (
-    affine_logits,
     decode,
     entropy_from_logits,
-    gaussian_logit_params,
+    gaussian_mixture_logits,
     hard_bin_encode,
     hl_gauss_probs,
     kl_divergence,
@@ -58,10 +74,15 @@ from ..functional.distances import pairwise_distances
 from .base import Head, LossOutput
 from .linear import point_loss
 
-MODES = ("ls-softmax", "hard-bin", "soft-bin", "hl-gauss", "trained-codec", "e2e-codec")
+__all__ = ["CODECS", "INITS", "MODES", "Codec", "EndToEndCodec", "GaussianCodec", "HLGauss", "HardBin",
+           "LSSoftmax", "SoftBin", "TrainedCodec"]
+
+#: name -> Codec subclass; filled by each subclass that sets ``mode`` (see ``Codec.for_mode``)
+CODECS: dict[str, type[Codec]] = {}
 INITS = ("auto", "uniform", "kmeans", "grid")
-_BIN_MODES = ("hard-bin", "hl-gauss")  # centers are bin midpoints, spacing = bin width
 _KMEANS_MAX_POINTS = 20000
+#: a class counts as used by the encoder when it holds at least this share of the targets' mass
+USED_CLASS_MASS = 1e-3
 
 
 def _grid_side(k: int, m: int) -> int | None:
@@ -73,8 +94,22 @@ def _grid_side(k: int, m: int) -> int | None:
     return None
 
 
+def _check_nonneg(**values: float) -> None:
+    for name, value in values.items():
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _check_pos(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
 class Codec(Head):
-    """Target-codec head (regression as classification); see the module docstring.
+    """Base class of the target-codec heads (regression as classification).
+
+    Not instantiated directly: use a subclass, or :meth:`for_mode` with a registered name.
 
     Parameters
     ----------
@@ -83,176 +118,157 @@ class Codec(Head):
     target_dim : int, default 1
         Target dimension m.
     k : int, default 25
-        Number of classes (>= 2). With ``init="grid"`` (and ``hl-gauss`` when m > 1) ``k`` must
-        be a perfect m-th power, e.g. 625 = 25 x 25 for m = 2. Exception: ``hl-gauss`` with
-        m > 1 and ``init="auto"`` rounds k to the nearest grid, ``round(k ** (1/m)) ** m`` classes
-        (e.g. k = 25, m = 3 gives 3 x 3 x 3 = 27), so that the default recipe runs on any m;
-        :attr:`k` holds the number actually used.
-    mode : str, default "e2e-codec"
-        One of ``"ls-softmax"``, ``"hard-bin"``, ``"soft-bin"``, ``"hl-gauss"``,
-        ``"trained-codec"``, ``"e2e-codec"``.
+        Number of classes (>= 2). With ``init="grid"`` (and :class:`HLGauss` when m > 1) ``k``
+        must be a perfect m-th power, e.g. 625 = 25 x 25 for m = 2 (:class:`HLGauss` with
+        ``init="auto"`` rounds it to the nearest grid instead; :attr:`k` holds the number used).
     init : {"auto", "uniform", "kmeans", "grid"}, default "auto"
         Where :meth:`fit_targets` puts the k centers. ``"uniform"`` (m = 1): evenly spaced over
-        the training range, ``linspace(lo, hi, k)`` for the codec modes and the k bin midpoints
-        for ``hard-bin`` / ``hl-gauss``. ``"grid"``: the same per dimension, as a row-major grid.
-        ``"kmeans"``: scikit-learn's k-means++ on the training targets (at most 20,000 of them,
-        drawn with the torch RNG). ``"auto"`` is uniform for m = 1, k-means for m > 1
-        (grid for ``hl-gauss``, whose bin probabilities need grid cells).
-    lambda_sigma : float, default 0.5
-        Soft-binning width: ``sigma = lambda_sigma * spacing``. The spacing is the distance
-        between neighbouring centers for uniform / grid centers and, for k-means centers, the
-        mean distance from each center to its nearest other center (this reduces to the former
-        on a uniform grid; the mean intra-cluster distance of the issue would be spacing / 4 in
-        1-D, so it would not reduce to the m = 1 rule).
-    hl_sigma : float, default 0.75
-        HL-Gauss smoothing in bin widths (per dimension).
-    lambda_auto, lambda_kl, lambda_pred : float, defaults 1, 0.068, 1
-        Weights of the end-to-end objective (``e2e-codec`` only).
-    alpha : float, default 1e-6
-        Entropy bonus on the encoder (stage 1 of ``trained-codec`` and ``e2e-codec``).
-    stage1_steps : int or None, default None
-        Adam steps of stage 1, run inside :meth:`fit_targets`. ``None`` means 500 for
-        ``trained-codec`` and 0 otherwise; a positive value for ``e2e-codec`` pre-trains its
-        codec before the end-to-end phase (other modes ignore it). Each step uses all training
-        targets, or ``stage1_batch`` of them drawn with the torch RNG when there are more.
-    stage1_lr : float, default 1e-3
-    stage1_batch : int, default 8192
-        Every ``max(1, min(50, stage1_steps // 10))`` steps the objective is evaluated on all
-        training targets and the best (w, mu) seen (the initial one included) is kept, so stage 1
-        never raises the full-data objective.
-    loss : {"mse", "huber"}, default "mse"
-        The point loss L (mean over samples and target dimensions, as in the ``ls`` head).
-    huber_delta : float, default 1.0
+        the training range, ``linspace(lo, hi, k)``, or the k bin midpoints for the binning
+        codecs (:class:`HardBin`, :class:`HLGauss`). ``"grid"``: the same per dimension, as a
+        row-major grid. ``"kmeans"``: scikit-learn's k-means++ on the training targets (at most
+        20,000 of them, drawn with the torch RNG). ``"auto"``: uniform for m = 1, k-means for
+        m > 1 (grid for :class:`HLGauss`, whose bin probabilities need grid cells).
     out_of_range : {"clip", "error"}, default "clip"
         Targets outside the fitted box ``[lo, hi]`` of the training targets given to
-        :meth:`encode` or :meth:`loss`: ``"clip"`` clips them into it per dimension (for m = 1
-        and the codec modes this box is exactly the convex hull of the initial decoder ``mu``),
+        :meth:`encode` or :meth:`loss`: ``"clip"`` clips them into it per dimension,
         ``"error"`` raises a ValueError. Predictions :math:`\\mu^\\top\\pi` always lie in the
         convex hull of the rows of ``mu``.
 
-    encoder_scale : {"raw", "sigma"} or None, default None
-        Parametrisation of the trainable encoder (see Notes). ``None`` means ``"raw"`` for
-        ``e2e-codec`` and ``"sigma"`` otherwise (it matters only where the encoder trains:
-        stage 1 and ``e2e-codec``).
+    Attributes
+    ----------
+    mode : str
+        The registry name of the codec (class attribute).
+    mu : Parameter, shape (k, m)
+        The decoder.
+    sigma, spacing : 0-d buffers
+        Width of the Gaussian encoder and distance between neighbouring centers (for k-means
+        centers: mean distance from a center to its nearest other center).
+    lo, hi : buffers, shape (m,)
+        The fitted box of the training targets.
 
     Notes
     -----
-    The encoder is stored in the affine-logit form ``logits = (W y + b) / tau`` with a fixed
-    temperature ``tau`` (a buffer). ``"raw"``: ``tau = 1``, ``W = c / sigma^2`` and
-    ``b = -||c||^2 / (2 sigma^2)`` exactly as in
-    :func:`~beyondmse.functional.codec.gaussian_logit_params`. ``"sigma"``: ``tau = sigma``,
-    ``W = c / sigma``, ``b = -||c||^2 / (2 sigma)``: the same encoder, but Adam's per-step change
-    of the logits (about lr / tau) is ``1 / sigma`` times larger. That speeds up stage 1 (which
-    only sees targets), but in ``e2e-codec`` it let the KL term collapse the encoder onto hard,
-    lossy assignments within a few epochs (validation MAE on diamonds-num seed 0: 0.0535 with
-    ``"sigma"`` vs 0.0447 with ``"raw"``; cpu_act-num: 0.0373 vs 0.0184), hence the default.
-
     Before :meth:`fit_targets` the head is initialised as if the targets filled ``[0, 1]^m``.
-
-    Examples
-    --------
-    >>> head = Codec(16, target_dim=1, k=5, mode="soft-bin")
-    >>> head.fit_targets(torch.rand(100, 1))
-    >>> head(torch.randn(3, 16)).shape
-    torch.Size([3, 1])
     """
 
-    def __init__(self, in_features: int, target_dim: int = 1, k: int = 25, mode: str = "e2e-codec", *,
-                 init: str = "auto", lambda_sigma: float = 0.5, hl_sigma: float = 0.75,
-                 lambda_auto: float = 1.0, lambda_kl: float = 0.068, lambda_pred: float = 1.0,
-                 alpha: float = 1e-6, stage1_steps: int | None = None, stage1_lr: float = 1e-3,
-                 stage1_batch: int = 8192, loss: str = "mse", huber_delta: float = 1.0,
-                 out_of_range: str = "clip", encoder_scale: str | None = None):
+    mode: ClassVar[str] = ""
+    #: centers at bin midpoints, spacing = bin width (hard binning, HL-Gauss)
+    bins: ClassVar[bool] = False
+    #: the decoder ``mu`` is trained with the classifier
+    learns_decoder: ClassVar[bool] = False
+    #: the encoder is trained with the classifier (codecs that have one)
+    learns_encoder: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("mode"):
+            if cls.mode in CODECS:
+                raise ValueError(f"codec {cls.mode!r} is registered twice")
+            CODECS[cls.mode] = cls
+
+    @classmethod
+    def for_mode(cls, mode: str, in_features: int, target_dim: int = 1, k: int = 25, **knobs: Any) -> Codec:
+        """Build the codec registered as ``mode`` (a key of :data:`CODECS`).
+
+        ``knobs`` are the keyword arguments of that subclass; one it does not take raises
+        TypeError (a knob is never silently ignored).
+
+        Examples
+        --------
+        >>> head = Codec.for_mode("soft-bin", 16, 1, k=5)
+        >>> head.fit_targets(torch.rand(100, 1))
+        >>> head(torch.randn(3, 16)).shape
+        torch.Size([3, 1])
+        """
+        if mode not in CODECS:
+            raise ValueError(f"unknown codec mode {mode!r}; expected one of {tuple(CODECS)}")
+        return CODECS[mode](in_features, target_dim, k, **knobs)
+
+    def __init__(self, in_features: int, target_dim: int = 1, k: int = 25, *, init: str = "auto",
+                 out_of_range: str = "clip"):
+        if type(self) is Codec:
+            raise TypeError("Codec is the base class of the codec heads: build one with "
+                            f"Codec.for_mode(name, ...) (names: {tuple(CODECS)}) or a subclass")
         super().__init__()
-        if encoder_scale is None:
-            encoder_scale = "raw" if mode == "e2e-codec" else "sigma"
-        if encoder_scale not in ("sigma", "raw"):
-            raise ValueError(f"encoder_scale must be 'sigma' or 'raw', got {encoder_scale!r}")
-        self.encoder_scale = encoder_scale
-        if mode not in MODES:
-            raise ValueError(f"unknown codec mode {mode!r}; expected one of {MODES}")
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
             raise ValueError(f"k (number of classes) must be an integer >= 2, got {k!r}")
         if in_features < 1 or target_dim < 1:
             raise ValueError(f"in_features and target_dim must be >= 1, got {in_features}, {target_dim}")
-        for name, value in (("lambda_auto", lambda_auto), ("lambda_kl", lambda_kl),
-                            ("lambda_pred", lambda_pred), ("alpha", alpha)):
-            if not value >= 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        for name, value in (("lambda_sigma", lambda_sigma), ("hl_sigma", hl_sigma), ("stage1_lr", stage1_lr),
-                            ("huber_delta", huber_delta)):
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if stage1_steps is None:
-            stage1_steps = 500 if mode == "trained-codec" else 0
-        if stage1_steps < 0 or stage1_batch < 1:
-            raise ValueError(f"stage1_steps must be >= 0 and stage1_batch >= 1, got {stage1_steps}, {stage1_batch}")
-        if loss not in ("mse", "huber"):
-            raise ValueError(f"unknown loss {loss!r}; expected 'mse' or 'huber'")
         if out_of_range not in ("clip", "error"):
             raise ValueError(f"out_of_range must be 'clip' or 'error', got {out_of_range!r}")
-        if mode == "e2e-codec" and lambda_pred == 0 and lambda_kl == 0:
-            raise ValueError("e2e-codec needs lambda_pred > 0 or lambda_kl > 0 to train the classifier")
         m = target_dim
         auto = init == "auto"
         if auto:
-            init = "uniform" if m == 1 else ("grid" if mode == "hl-gauss" else "kmeans")
+            init = "uniform" if m == 1 else self._auto_init_multi()
         if init == "uniform" and m > 1:
             raise ValueError(f"init='uniform' is for m = 1; use 'kmeans' or 'grid' for m = {m}")
         if m == 1 and init == "grid":
             init = "uniform"
-        if mode == "hl-gauss" and init == "kmeans":
-            raise ValueError("hl-gauss needs bins: use init='uniform' (m = 1) or 'grid'")
+        if self.bins and init == "kmeans":
+            raise ValueError(f"{self.mode} needs bins: use init='uniform' (m = 1) or 'grid'")
         side = k if m == 1 else _grid_side(int(k), m)
-        if auto and init == "grid" and side is None:  # hl-gauss, m > 1: nearest grid n ** m
+        if auto and init == "grid" and side is None:  # binning codecs, m > 1: nearest grid n ** m
             side = max(2, round(k ** (1.0 / m)))
             k = side ** m
         if init == "grid" and side is None:
             raise ValueError(f"init='grid' needs k = n ** m; got k = {k}, m = {m}")
-        self.target_dim, self.k, self.mode, self.init = m, int(k), mode, init
+        self.target_dim, self.k, self.init = m, int(k), init
         self.grid_side = side if init in ("uniform", "grid") else None
-        self.lambda_sigma, self.hl_sigma = float(lambda_sigma), float(hl_sigma)
-        self.lambda_auto, self.lambda_kl, self.lambda_pred = float(lambda_auto), float(lambda_kl), float(lambda_pred)
-        self.alpha = float(alpha)
-        self.stage1_steps, self.stage1_lr, self.stage1_batch = int(stage1_steps), float(stage1_lr), int(stage1_batch)
-        self.loss_kind, self.huber_delta, self.out_of_range = loss, float(huber_delta), out_of_range
-        #: stage-1 auto-encoding objective on all training targets: [before, after] (trained-codec)
-        self.stage1_objective: list[float] = []
+        self.out_of_range = out_of_range
 
         self.g = nn.Linear(in_features, self.k)
-        self.weight = nn.Parameter(torch.zeros(self.k, m))
-        self.bias = nn.Parameter(torch.zeros(self.k))
         self.mu = nn.Parameter(torch.zeros(self.k, m))
-        self.register_buffer("temperature", torch.ones(()))
         self.register_buffer("sigma", torch.ones(()))
         self.register_buffer("spacing", torch.ones(()))
         self.register_buffer("lo", torch.zeros(m))
         self.register_buffer("hi", torch.ones(m))
-        self._initialise(torch.zeros(m), torch.ones(m), None)
+        #: the codec's parameters when training starts (end of :meth:`fit_targets`), for
+        #: :meth:`encoder_health` at the start of training
+        self._start_state: dict[str, Tensor] | None = None
+
+    def _finish_init(self) -> None:
+        """Subclass constructors call this once their own parameters exist."""
+        self._initialise(torch.zeros(self.target_dim), torch.ones(self.target_dim), None)
         self._set_trainable()
+
+    def _auto_init_multi(self) -> str:
+        return "grid" if self.bins else "kmeans"
 
     # ------------------------------------------------------------------ set-up
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, k={self.k}, target_dim={self.target_dim}, init={self.init!r}"
 
+    def codec_parameters(self) -> dict[str, nn.Parameter]:
+        """The codec's own parameters (decoder, and encoder where it has one), by name.
+
+        They are kept out of weight decay (:meth:`no_weight_decay`)."""
+        return {"mu": self.mu}
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters (relative to this head) the Trainer must not decay.
+
+        A coupled L2 penalty on the codec moves the codec rather than fit the data: its
+        gradient (weight x parameter) is independent of the loss, so it shrinks rarely used
+        decoder centers toward 0 and drags the encoder at Adam's full step whatever the data
+        says. The papers put the encoder-decoder under the MLP's L2 of 1e-4 ([1], Sec. 4);
+        we exempt it, decoupled or not.
+        """
+        return set(self.codec_parameters())
+
     def _set_trainable(self, stage1: bool = False) -> None:
-        learn_encoder = stage1 or self.mode == "e2e-codec"
-        learn_mu = stage1 or self.mode in ("e2e-codec", "ls-softmax")
-        self.weight.requires_grad_(learn_encoder)
-        self.bias.requires_grad_(learn_encoder)
-        self.mu.requires_grad_(learn_mu)
+        self.mu.requires_grad_(stage1 or self.learns_decoder)
 
     def _axis_centers(self, lo: float, hi: float, n: int) -> tuple[Tensor, float]:
-        if self.mode in _BIN_MODES:
+        if self.bins:
             width = (hi - lo) / n
             return lo + width * (torch.arange(n, dtype=torch.float64) + 0.5), width
         return torch.linspace(lo, hi, n, dtype=torch.float64), (hi - lo) / (n - 1)
 
     @torch.no_grad()
     def _initialise(self, lo: Tensor, hi: Tensor, y: Tensor | None) -> None:
-        """Place centers, set sigma and the Gaussian encoder for the box [lo, hi] (and data y)."""
+        """Place centers and set sigma for the box [lo, hi] (and data y); ``mu = c``."""
         m = self.target_dim
         lo64, hi64 = lo.double().cpu(), hi.double().cpu()
         if self.init in ("uniform", "grid"):
@@ -269,18 +285,20 @@ class Codec(Head):
             dist = pairwise_distances(centers)
             dist.fill_diagonal_(math.inf)
             spacing = float(dist.min(dim=1).values.mean())
-        sigma = self.lambda_sigma * spacing
-        weight, bias = gaussian_logit_params(centers, sigma)  # W = c / s^2, b = -|c|^2 / 2 s^2
+        sigma = self._sigma_for(spacing)
         dev, dt = self.mu.device, self.mu.dtype
         self.mu.copy_(centers.to(dev, dt))
-        tau = sigma if self.encoder_scale == "sigma" else 1.0
-        self.weight.copy_((weight * tau).to(dev, dt))  # stored as (W, b) * tau
-        self.bias.copy_((bias * tau).to(dev, dt))
-        self.temperature.fill_(tau)
         self.sigma.fill_(sigma)
         self.spacing.fill_(spacing)
         self.lo.copy_(lo64.to(dev, dt))
         self.hi.copy_(hi64.to(dev, dt))
+        self._init_encoder(centers, sigma)
+
+    def _sigma_for(self, spacing: float) -> float:
+        return spacing
+
+    def _init_encoder(self, centers: Tensor, sigma: float) -> None:
+        """Hook: set the encoder's parameters for float64 ``centers`` (k, m) and width ``sigma``."""
 
     def _kmeans(self, y: Tensor) -> Tensor:
         from sklearn.cluster import KMeans
@@ -295,12 +313,9 @@ class Codec(Head):
         """Data-dependent initialisation from the training targets ``(N, m)``.
 
         Sets the fitted box ``[lo, hi]`` (per-dimension min and max), the centers (uniform,
-        grid or k-means++), ``sigma = lambda_sigma * spacing``, the Gaussian encoder and
-        ``mu = c``. For ``trained-codec`` (and ``e2e-codec`` with ``stage1_steps > 0``) it then
-        runs stage 1: ``stage1_steps`` Adam steps (lr ``stage1_lr``) on
-        :math:`\\mathbb{E}_y[L(y - \\mu^\\top\\psi_w(y)) - \\alpha H(\\psi_w(y))]` over (w, mu),
-        recording the full-data objective before and after in :attr:`stage1_objective`; the
-        codec is frozen afterwards for ``trained-codec``.
+        grid or k-means++), ``sigma``, the encoder and ``mu = c``; then runs the subclass's
+        :meth:`_after_fit_targets` (stage 1 of :class:`TrainedCodec`) and keeps a copy of the
+        codec's parameters as the start-of-training state of :meth:`encoder_health`.
         """
         y = self._check_y(y_train, "y_train")
         if self.init == "kmeans" and len(y) < self.k:
@@ -309,40 +324,12 @@ class Codec(Head):
         flat = (hi - lo) <= 1e-12
         lo, hi = torch.where(flat, lo - 0.5, lo), torch.where(flat, hi + 0.5, hi)  # constant target
         self._initialise(lo, hi, y.detach())
-        self.stage1_objective = []
-        if self.mode in ("trained-codec", "e2e-codec") and self.stage1_steps > 0:
-            self._stage1(y.detach())
+        self._after_fit_targets(y.detach())
         self._set_trainable()
+        self._start_state = {n: p.detach().clone() for n, p in self.codec_parameters().items()}
 
-    def _auto_objective(self, y: Tensor) -> Tensor:
-        a = affine_logits(self._clip(y), self.weight, self.bias, self.temperature)
-        recon = torch.softmax(a, dim=-1) @ self.mu
-        return point_loss(recon, y, self.loss_kind, self.huber_delta) - self.alpha * entropy_from_logits(a).mean()
-
-    def _stage1(self, y: Tensor) -> None:
-        self._set_trainable(stage1=True)
-        params = [self.weight, self.bias, self.mu]
-        opt = torch.optim.Adam(params, lr=self.stage1_lr)
-        check_every = max(1, min(50, self.stage1_steps // 10))
-        with torch.enable_grad():
-            with torch.no_grad():
-                first = best = float(self._auto_objective(y))
-            best_state = [p.detach().clone() for p in params]
-            for step in range(1, self.stage1_steps + 1):
-                batch = y if len(y) <= self.stage1_batch else y[torch.randint(0, len(y), (self.stage1_batch,), device=y.device)]
-                opt.zero_grad(set_to_none=True)
-                self._auto_objective(batch).backward()
-                opt.step()
-                if step % check_every == 0 or step == self.stage1_steps:
-                    with torch.no_grad():
-                        value = float(self._auto_objective(y))
-                    if value < best:  # keep the best full-data objective: Adam's noise near the optimum
-                        best, best_state = value, [p.detach().clone() for p in params]
-        with torch.no_grad():
-            for p, b in zip(params, best_state):
-                p.copy_(b)
-                p.grad = None
-        self.stage1_objective = [first, best]
+    def _after_fit_targets(self, y: Tensor) -> None:
+        """Hook run at the end of :meth:`fit_targets` with the training targets (N, m)."""
 
     # ------------------------------------------------------------------ codec
     def _check_y(self, y: Tensor, name: str = "y") -> Tensor:
@@ -367,32 +354,17 @@ class Codec(Head):
                                  "(out_of_range='error'; use 'clip' to clip them into it)")
         return torch.maximum(torch.minimum(y, hi), lo)
 
-    def encoder_logits(self, y: Tensor) -> Tensor:
-        """Logits ``(W y + b) / tau`` of the softmax encoder ``psi_w``, shape (N, k) (codec modes)."""
-        y = self._check_y(y)
-        return affine_logits(self._clip(y), self.weight, self.bias, self.temperature)
-
-    def _edges(self) -> list[Tensor]:
-        return [torch.linspace(float(self.lo[d]), float(self.hi[d]), self.grid_side + 1,
-                               device=self.lo.device, dtype=self.lo.dtype) for d in range(self.target_dim)]
-
     def encode(self, y: Tensor) -> Tensor:
-        """Class probabilities of the targets, ``(N, m) -> (N, k)``, rows on the simplex.
+        """Soft labels of the targets, ``(N, m) -> (N, k)``, rows on the simplex.
 
-        ``hard-bin``: one-hot of the nearest center; ``hl-gauss``: HL-Gauss bin probabilities;
-        codec modes: :math:`\\psi_w(y)`. Targets outside the fitted box are clipped into it (or
-        rejected with ``out_of_range="error"``). ``ls-softmax`` has no encoder (ValueError).
+        Targets outside the fitted box are clipped into it (or rejected with
+        ``out_of_range="error"``). Subclasses implement :meth:`_encode` on clipped targets.
         """
-        if self.mode == "ls-softmax":
-            raise ValueError("ls-softmax is trained with the square loss only and has no target encoder")
         y = self._check_y(y)
-        yc = self._clip(y)
-        if self.mode == "hard-bin":
-            return F.one_hot(hard_bin_encode(yc, self.mu), self.k).to(y.dtype)
-        if self.mode == "hl-gauss":
-            widths = ((self.hi - self.lo) / self.grid_side).tolist()
-            return hl_gauss_probs(yc, self._edges(), [self.hl_sigma * w for w in widths])
-        return torch.softmax(affine_logits(yc, self.weight, self.bias, self.temperature), dim=-1)
+        return self._encode(self._clip(y))
+
+    def _encode(self, yc: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def decode(self, p: Tensor) -> Tensor:
         """Targets from class probabilities: :math:`\\mu^\\top p`, ``(N, k) -> (N, m)``."""
@@ -409,32 +381,493 @@ class Codec(Head):
         return decode(self.predict_proba(z), self.mu)
 
     def loss(self, z: Tensor, y: Tensor) -> LossOutput:
+        """Check the inputs and return :meth:`objective` on the classifier's logits ``g(z)``."""
         check_head_inputs(z, y, self.target_dim)
         y = self._check_y(y)
-        logits = self.g(z)
-        mode = self.mode
-        if mode == "ls-softmax":
-            pred = decode(torch.softmax(logits, dim=-1), self.mu)
-            total = point_loss(pred, y, self.loss_kind, self.huber_delta)
-            return LossOutput(total, {"pred": total.detach()})
-        yc = self._clip(y)
-        if mode == "hard-bin":
-            total = F.cross_entropy(logits, hard_bin_encode(yc, self.mu))
-            return LossOutput(total, {"ce": total.detach()})
-        if mode == "hl-gauss":
-            total = kl_divergence(self.encode(yc), logits).mean()
-            return LossOutput(total, {"kl": total.detach()})
-        a = affine_logits(yc, self.weight, self.bias, self.temperature)
+        return self.objective(self.g(z), y)
+
+    def objective(self, logits: Tensor, y: Tensor) -> LossOutput:
+        """Hook: the training loss from the classifier logits (N, k) and targets (N, m).
+
+        The default is the classification reformulation ([1], eq. 2):
+        :math:`\\mathrm{KL}(\\psi(y) \\,\\|\\, \\mathrm{softmax}(\\text{logits}))` with the soft
+        labels held fixed, averaged over the batch.
+        """
+        kl = kl_divergence(self._encode(self._clip(y)), logits).mean()
+        return LossOutput(kl, {"kl": kl.detach()})
+
+    # ------------------------------------------------------------------ diagnostics
+    @torch.no_grad()
+    def encoder_health(self, y: Tensor, which: str = "end") -> dict[str, float]:
+        """How much of the target information the codec keeps, on targets ``y`` (N, m).
+
+        Returns ``{"auto_mae", "entropy", "classes_used"}``: the auto-encoding error
+        :math:`\\mathrm{mean}|\\mu^\\top\\psi(y) - y|`, the mean encoder entropy
+        :math:`\\mathrm{mean}\\,H(\\psi(y))` in nats, and the number of classes holding at least
+        :data:`USED_CLASS_MASS` of the targets' mass :math:`\\mathrm{mean}_n \\psi(y_n)`.
+        A collapsed encoder shows as a falling entropy and class count and a rising
+        auto-encoding error. ``which="start"`` evaluates the codec as it was when training
+        started (the end of :meth:`fit_targets`).
+        """
+        if which not in ("start", "end"):
+            raise ValueError(f"which must be 'start' or 'end', got {which!r}")
+        y = self._check_y(y).to(self.mu.device, self.mu.dtype)
+        saved = None
+        if which == "start":
+            if self._start_state is None:
+                raise ValueError("encoder_health(which='start') needs fit_targets to have run")
+            params = self.codec_parameters()
+            saved = {n: p.detach().clone() for n, p in params.items()}
+            for n, p in params.items():
+                p.copy_(self._start_state[n])
+        try:
+            p = self.encode(y)
+            mass = p.mean(0)
+            return {"auto_mae": float((self.decode(p) - y).abs().mean()),
+                    "entropy": float(torch.special.entr(p).sum(-1).mean()),
+                    "classes_used": int((mass >= USED_CLASS_MASS).sum())}
+        finally:
+            if saved is not None:
+                for n, p in self.codec_parameters().items():
+                    p.copy_(saved[n])
+
+    def codec_state(self) -> dict[str, Any]:
+        """A JSON-ready description of the fitted codec (enough to rebuild its encoder and
+        decoder with :meth:`from_codec_state`, e.g. to plot the learned encoder)."""
+        state = {"mode": self.mode, "k": self.k, "target_dim": self.target_dim, "init": self.init,
+                 "sigma": float(self.sigma), "spacing": float(self.spacing),
+                 "lo": self.lo.tolist(), "hi": self.hi.tolist(), "options": self._state_options(),
+                 "params": {n: p.detach().cpu().double().tolist() for n, p in self.codec_parameters().items()}}
+        if self._start_state is not None:
+            state["start_params"] = {n: t.cpu().double().tolist() for n, t in self._start_state.items()}
+        return state
+
+    def _state_options(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_codec_state(cls, state: dict[str, Any], which: str = "end") -> Codec:
+        """Rebuild a codec (with a 1-feature classifier) from :meth:`codec_state`'s output;
+        ``which="start"`` takes the parameters it had when training started."""
+        head = cls.for_mode(state["mode"], 1, int(state["target_dim"]), int(state["k"]), init=state["init"],
+                            **state.get("options", {}))
+        params = state["params"] if which == "end" else state.get("start_params")
+        if params is None:
+            raise ValueError("this codec state has no start-of-training parameters")
+        with torch.no_grad():
+            head.sigma.fill_(float(state["sigma"]))
+            head.spacing.fill_(float(state["spacing"]))
+            head.lo.copy_(torch.tensor(state["lo"]))
+            head.hi.copy_(torch.tensor(state["hi"]))
+            for n, p in head.codec_parameters().items():
+                p.copy_(torch.tensor(params[n]).reshape(p.shape))
+        return head
+
+    def fit_summary(self, y_val: Tensor) -> dict[str, Any]:
+        """What a run record keeps of the head: encoder health at the start and end of training
+        on the validation targets (N, m), and the fitted codec (:meth:`codec_state`)."""
+        health = {}
+        if self._start_state is not None:
+            health["start"] = self.encoder_health(y_val, "start")
+        health["end"] = self.encoder_health(y_val, "end")
+        return {"encoder_health": health, "codec": self.codec_state()}
+
+
+class LSSoftmax(Codec):
+    """Least squares through a softmax layer: :math:`L(y - \\mu^\\top \\mathrm{softmax}(g(z)))`
+    with a learned ``mu`` ([1], Appendix A, eq. 9), the control for the codec's extra layer.
+
+    It has no target encoder: :meth:`encode` raises ValueError.
+
+    Parameters
+    ----------
+    in_features, target_dim, k, init, out_of_range
+        See :class:`Codec`.
+    loss : {"mse", "huber"}, default "mse"
+        The point loss L (mean over samples and target dimensions, as in the ``ls`` head).
+    huber_delta : float, default 1.0
+    """
+
+    mode = "ls-softmax"
+    learns_decoder = True
+
+    def __init__(self, in_features: int, target_dim: int = 1, k: int = 25, *, init: str = "auto",
+                 out_of_range: str = "clip", loss: str = "mse", huber_delta: float = 1.0):
+        super().__init__(in_features, target_dim, k, init=init, out_of_range=out_of_range)
+        if loss not in ("mse", "huber"):
+            raise ValueError(f"unknown loss {loss!r}; expected 'mse' or 'huber'")
+        _check_pos(huber_delta=huber_delta)
+        self.loss_kind, self.huber_delta = loss, float(huber_delta)
+        self._finish_init()
+
+    def encode(self, y: Tensor) -> Tensor:
+        raise ValueError("ls-softmax is trained with the square loss only and has no target encoder")
+
+    def encoder_health(self, y: Tensor, which: str = "end") -> dict[str, float]:
+        raise ValueError("ls-softmax has no target encoder")
+
+    def fit_summary(self, y_val: Tensor) -> dict[str, Any]:
+        return {"codec": self.codec_state()}
+
+    def _state_options(self) -> dict[str, Any]:
+        return {"loss": self.loss_kind, "huber_delta": self.huber_delta}
+
+    def objective(self, logits: Tensor, y: Tensor) -> LossOutput:
+        pred = decode(torch.softmax(logits, dim=-1), self.mu)
+        total = point_loss(pred, y, self.loss_kind, self.huber_delta)
+        return LossOutput(total, {"pred": total.detach()})
+
+
+class HardBin(Codec):
+    """Hard binning ([1], Sec. 2.2): k uniform bins, one-hot labels, cross-entropy, decoded
+    with the bin midpoints (fixed). Parameters as :class:`Codec`."""
+
+    mode = "hard-bin"
+    bins = True
+
+    def __init__(self, in_features: int, target_dim: int = 1, k: int = 25, *, init: str = "auto",
+                 out_of_range: str = "clip"):
+        super().__init__(in_features, target_dim, k, init=init, out_of_range=out_of_range)
+        self._finish_init()
+
+    def _encode(self, yc: Tensor) -> Tensor:
+        return F.one_hot(hard_bin_encode(yc, self.mu), self.k).to(yc.dtype)
+
+    def objective(self, logits: Tensor, y: Tensor) -> LossOutput:
+        # the cross-entropy to the nearest bin is the KL to its one-hot label (zero entropy)
+        total = F.cross_entropy(logits, hard_bin_encode(self._clip(y), self.mu))
+        return LossOutput(total, {"ce": total.detach()})
+
+
+class GaussianCodec(Codec):
+    """A codec whose encoder is the Gaussian mixture posterior of the module docstring.
+
+    Parameters
+    ----------
+    in_features, target_dim, k, init, out_of_range
+        See :class:`Codec`.
+    lambda_sigma : float, default 0.5
+        Encoder width ``sigma = lambda_sigma * spacing`` ([1], Sec. 3.3). The spacing is the
+        distance between neighbouring centers for uniform / grid centers and, for k-means
+        centers, the mean distance from each center to its nearest other center (which reduces
+        to the former on a uniform grid).
+
+    Attributes
+    ----------
+    centers : Parameter, shape (k, m)
+        The encoder's centers in units of ``sigma``, :math:`u_i = c_i / \\sigma`.
+    log_prior : Parameter, shape (k,)
+        The encoder's log prior weights :math:`\\beta_i` (0 at initialisation).
+
+    Notes
+    -----
+    Why this parametrisation: Adam moves every parameter by about ``lr`` per step, so the
+    units of a parameter set how fast the codec can move. In units of sigma a step moves a
+    center by ``lr * sigma``, a fixed fraction of the encoder's resolution whatever k and the
+    target range, and a step of the log prior moves a class boundary by ``lr * lambda_sigma**2``
+    spacings (the boundary between neighbours has logit slope ``spacing / sigma**2``). The
+    affine form of [1] (``W = c / sigma**2``, entries up to ~2,000 at k = 25 on [0, 1]) moves
+    the centers ``1 / (lambda_sigma**2 * spacing)`` times slower, i.e. slower the larger k.
+    """
+
+    def __init__(self, in_features: int, target_dim: int = 1, k: int = 25, *, init: str = "auto",
+                 out_of_range: str = "clip", lambda_sigma: float = 0.5):
+        super().__init__(in_features, target_dim, k, init=init, out_of_range=out_of_range)
+        _check_pos(lambda_sigma=lambda_sigma)
+        self.lambda_sigma = float(lambda_sigma)
+        self.centers = nn.Parameter(torch.zeros(self.k, target_dim))
+        self.log_prior = nn.Parameter(torch.zeros(self.k))
+        self._finish_init()
+
+    def _state_options(self) -> dict[str, Any]:
+        return {"lambda_sigma": self.lambda_sigma}
+
+    def codec_parameters(self) -> dict[str, nn.Parameter]:
+        return {"centers": self.centers, "log_prior": self.log_prior, "mu": self.mu}
+
+    def _set_trainable(self, stage1: bool = False) -> None:
+        super()._set_trainable(stage1)
+        learn = stage1 or self.learns_encoder
+        self.centers.requires_grad_(learn)
+        self.log_prior.requires_grad_(learn)
+
+    def _sigma_for(self, spacing: float) -> float:
+        return self.lambda_sigma * spacing
+
+    @torch.no_grad()
+    def _init_encoder(self, centers: Tensor, sigma: float) -> None:
+        self.centers.copy_((centers / sigma).to(self.centers.device, self.centers.dtype))
+        self.log_prior.zero_()
+
+    def encoder_logits(self, y: Tensor) -> Tensor:
+        """Logits of :math:`\\psi`, :math:`\\beta_i - \\|y - c_i\\|^2 / 2\\sigma^2`, shape (N, k)."""
+        return self._logits(self._clip(self._check_y(y)))
+
+    def _logits(self, yc: Tensor) -> Tensor:
+        return gaussian_mixture_logits(yc / self.sigma.to(yc.dtype), self.centers, self.log_prior)
+
+    def _encode(self, yc: Tensor) -> Tensor:
+        return torch.softmax(self._logits(yc), dim=-1)
+
+    def encoder_affine(self) -> tuple[Tensor, Tensor]:
+        """The encoder in the affine form of [1], eq. 5: ``(W (k, m), b (k,))`` with
+        :math:`\\psi(y) = \\mathrm{softmax}(W y + b)`."""
+        s = self.sigma
+        return self.centers / s, self.log_prior - 0.5 * (self.centers ** 2).sum(-1)
+
+    def objective(self, logits: Tensor, y: Tensor) -> LossOutput:
+        # from the encoder's logits: finite where psi underflows; the labels are fixed here
+        kl = kl_from_logits(self._logits(self._clip(y)).detach(), logits).mean()
+        return LossOutput(kl, {"kl": kl.detach()})
+
+
+class SoftBin(GaussianCodec):
+    """Soft binning ([1], Sec. 3.2): the fixed Gaussian encoder (centers on the uniform grid or
+    k-means, ``sigma = lambda_sigma * spacing``), KL loss, decoder = centers (fixed).
+    Parameters as :class:`GaussianCodec`."""
+
+    mode = "soft-bin"
+
+    def __init__(self, in_features: int, target_dim: int = 1, k: int = 25, *, init: str = "auto",
+                 out_of_range: str = "clip", lambda_sigma: float = 0.5):
+        super().__init__(in_features, target_dim, k, init=init, out_of_range=out_of_range,
+                         lambda_sigma=lambda_sigma)
+
+
+class HLGauss(Codec):
+    """HL-Gauss ([3, 4]): the mass of :math:`\\mathcal{N}(y, (h\\,w)^2)` in each of k uniform
+    bins of width w as the soft label, KL loss, bin-midpoint decoder (fixed).
+
+    Parameters
+    ----------
+    in_features, target_dim, k, init, out_of_range
+        See :class:`Codec`.
+    hl_sigma : float, default 0.75
+        The smoothing h in bin widths (per dimension).
+    """
+
+    mode = "hl-gauss"
+    bins = True
+
+    def __init__(self, in_features: int, target_dim: int = 1, k: int = 25, *, init: str = "auto",
+                 out_of_range: str = "clip", hl_sigma: float = 0.75):
+        super().__init__(in_features, target_dim, k, init=init, out_of_range=out_of_range)
+        _check_pos(hl_sigma=hl_sigma)
+        self.hl_sigma = float(hl_sigma)
+        self._finish_init()
+
+    def _state_options(self) -> dict[str, Any]:
+        return {"hl_sigma": self.hl_sigma}
+
+    def _edges(self) -> list[Tensor]:
+        return [torch.linspace(float(self.lo[d]), float(self.hi[d]), self.grid_side + 1,
+                               device=self.lo.device, dtype=self.lo.dtype) for d in range(self.target_dim)]
+
+    def _encode(self, yc: Tensor) -> Tensor:
+        widths = ((self.hi - self.lo) / self.grid_side).tolist()
+        return hl_gauss_probs(yc, self._edges(), [self.hl_sigma * w for w in widths])
+
+
+def _scaled_point_loss(pred: Tensor, y: Tensor, scale: Tensor, kind: str, delta: float) -> Tensor:
+    """``point_loss`` of the residuals measured in units of ``scale`` (0-d or (m,))."""
+    return point_loss(pred / scale, y / scale, kind, delta)
+
+
+class TrainedCodec(GaussianCodec):
+    """A Gaussian codec pre-trained on the targets alone (stage 1, [1], Sec. 3.3, eq. 7), then
+    frozen while the classifier is trained with the KL to its soft labels.
+
+    Stage 1 runs inside :meth:`fit_targets` and minimises over (centers, log prior, mu)
+
+    .. math::
+
+        \\mathbb{E}_y\\Big[\\frac{L(y - \\mu^\\top\\psi(y))}{2\\sigma^2} - \\alpha H(\\psi(y))\\Big].
+
+    The auto-encoding error is measured in units of :math:`2\\sigma^2`: it is then the
+    Gaussian negative log-likelihood of the reconstruction under the mixture the encoder
+    describes, of order one at initialisation whatever k and the target range (on [0, 1]
+    targets the raw squared error is ~1e-5 at k = 25). Dividing by a constant changes nothing
+    here but the meaning of ``alpha``; it matters in :class:`EndToEndCodec`, where the term
+    competes with the KL.
+
+    The entropy enters with a **minus** sign, a bonus, as written in both papers' equations
+    ([1] eqs. 7-8, [2] eqs. 8-10); their text speaks of penalising near-uniform codes, which
+    contradicts the equation. We keep the equation because the failure we observe is the
+    opposite one: the KL term of the end-to-end objective is mode-seeking in psi and collapses
+    the encoder onto a few hard classes, which a bonus resists and a penalty would speed up.
+    At the papers' ``alpha = 1e-6`` the term is negligible either way.
+
+    Parameters
+    ----------
+    in_features, target_dim, k, init, out_of_range, lambda_sigma
+        See :class:`GaussianCodec`.
+    alpha : float, default 1e-6
+        Entropy bonus on the encoder.
+    stage1_steps : int, default 500
+        Adam steps of stage 1. Each step uses all training targets, or ``stage1_batch`` of them
+        drawn with the torch RNG when there are more. Every ``max(1, min(50, stage1_steps //
+        10))`` steps the objective is evaluated on all training targets and the best codec
+        seen (the initial one included) is kept, so stage 1 never raises the full-data
+        objective.
+    stage1_lr : float, default 1e-3
+    stage1_batch : int, default 8192
+    loss : {"mse", "huber"}, default "mse"
+        The point loss L; with ``"huber"`` the threshold ``huber_delta`` is in the units the
+        residual is measured in (here ``sigma * sqrt(2)``).
+    huber_delta : float, default 1.0
+
+    Attributes
+    ----------
+    stage1_objective : list of float
+        The stage-1 objective on all training targets, ``[before, after]`` (empty if no stage 1).
+    """
+
+    mode = "trained-codec"
+    _default_stage1_steps: ClassVar[int] = 500
+
+    def __init__(self, in_features: int, target_dim: int = 1, k: int = 25, *, init: str = "auto",
+                 out_of_range: str = "clip", lambda_sigma: float = 0.5, alpha: float = 1e-6,
+                 stage1_steps: int | None = None, stage1_lr: float = 1e-3, stage1_batch: int = 8192,
+                 loss: str = "mse", huber_delta: float = 1.0):
+        super().__init__(in_features, target_dim, k, init=init, out_of_range=out_of_range,
+                         lambda_sigma=lambda_sigma)
+        _check_nonneg(alpha=alpha)
+        _check_pos(stage1_lr=stage1_lr, huber_delta=huber_delta)
+        if stage1_steps is None:
+            stage1_steps = self._default_stage1_steps
+        if isinstance(stage1_steps, bool) or int(stage1_steps) != stage1_steps or stage1_steps < 0 \
+                or stage1_batch < 1:
+            raise ValueError(f"stage1_steps must be an integer >= 0 and stage1_batch >= 1, "
+                             f"got {stage1_steps}, {stage1_batch}")
+        if loss not in ("mse", "huber"):
+            raise ValueError(f"unknown loss {loss!r}; expected 'mse' or 'huber'")
+        self.alpha = float(alpha)
+        self.stage1_steps, self.stage1_lr, self.stage1_batch = int(stage1_steps), float(stage1_lr), int(stage1_batch)
+        self.loss_kind, self.huber_delta = loss, float(huber_delta)
+        self.stage1_objective: list[float] = []
+
+    def _state_options(self) -> dict[str, Any]:
+        return {**super()._state_options(), "alpha": self.alpha, "stage1_steps": 0, "loss": self.loss_kind,
+                "huber_delta": self.huber_delta}
+
+    def auto_terms(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(encoder logits (N, k), auto-encoding error / 2 sigma^2, mean entropy)`` on targets
+        ``y`` (N, m), differentiable in the codec's parameters."""
+        a = self._logits(self._clip(y))
+        recon = decode(torch.softmax(a, dim=-1), self.mu)
+        scale = self.sigma.to(y.dtype) * math.sqrt(2.0)
+        auto = _scaled_point_loss(recon, y, scale, self.loss_kind, self.huber_delta)
+        return a, auto, entropy_from_logits(a).mean()
+
+    def auto_objective(self, y: Tensor) -> Tensor:
+        """The stage-1 objective (class docstring) on targets ``y`` (N, m)."""
+        _, auto, ent = self.auto_terms(y)
+        return auto - self.alpha * ent
+
+    def _after_fit_targets(self, y: Tensor) -> None:
+        self.stage1_objective = []
+        if self.stage1_steps > 0:
+            self._stage1(y)
+
+    def _stage1(self, y: Tensor) -> None:
+        self._set_trainable(stage1=True)
+        params = list(self.codec_parameters().values())
+        opt = torch.optim.Adam(params, lr=self.stage1_lr)
+        check_every = max(1, min(50, self.stage1_steps // 10))
+        with torch.enable_grad():
+            with torch.no_grad():
+                first = best = float(self.auto_objective(y))
+            best_state = [p.detach().clone() for p in params]
+            for step in range(1, self.stage1_steps + 1):
+                batch = y if len(y) <= self.stage1_batch else y[torch.randint(0, len(y), (self.stage1_batch,), device=y.device)]
+                opt.zero_grad(set_to_none=True)
+                self.auto_objective(batch).backward()
+                opt.step()
+                if step % check_every == 0 or step == self.stage1_steps:
+                    with torch.no_grad():
+                        value = float(self.auto_objective(y))
+                    if value < best:  # keep the best full-data objective: Adam's noise near the optimum
+                        best, best_state = value, [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, b in zip(params, best_state):
+                p.copy_(b)
+                p.grad = None
+        self.stage1_objective = [first, best]
+
+
+class EndToEndCodec(TrainedCodec):
+    """The end-to-end codec ([1], Sec. 3.4, eq. 8): encoder, decoder and classifier trained
+    jointly on
+
+    .. math::
+
+        \\lambda_{auto}\\,\\mathbb{E}_y\\Big[\\frac{L(y - \\mu^\\top\\psi(y))}{2\\sigma^2}
+            - \\alpha H(\\psi(y))\\Big]
+        + \\lambda_{KL}\\,\\mathbb{E}\\big[\\mathrm{KL}(\\psi(y)\\,\\|\\,\\pi_\\theta(x))\\big]
+        + \\lambda_{pred}\\,\\mathbb{E}\\Big[L\\Big(\\frac{y - \\mu^\\top\\pi_\\theta(x)}{R}\\Big)\\Big],
+
+    with :math:`\\sigma` the encoder's initial width and :math:`R = hi - lo` the fitted range
+    of the training targets (per dimension). Both scalings are ours, so that the three terms
+    are on comparable scales whatever the target range and k:
+
+    * the auto-encoding term in units of :math:`2\\sigma^2` (the mixture's negative
+      log-likelihood, see :class:`TrainedCodec`). Losing the resolution of the codec (a hard
+      code with the initial spacing) then costs about :math:`1 / (12 \\lambda_\\sigma^2)`,
+      comparable with the KL in nats, whatever k. Unscaled, the term is ~1e-5 on [0, 1]
+      targets and the KL's gradient collapses the encoder (the papers tune
+      :math:`\\lambda_{auto}` by a sweep they do not report; ``lambda_auto = 1`` here equals a
+      raw weight of :math:`1/2\\sigma^2`, about 1,150 at k = 25 and 32 at k = 5 on [0, 1]);
+    * the prediction term in units of the target range, which on [0, 1]-scaled targets (the
+      papers' protocol) is exactly their term, so their :math:`\\lambda_{KL}` sweep (Table 6
+      of [1]) carries over unchanged.
+
+    The KL is the true divergence, differentiable in both the encoder and the classifier
+    (its entropy part is not constant when the encoder trains). The entropy sign is
+    discussed in :class:`TrainedCodec`. The encoder, decoder and prior are exempt from
+    weight decay (:meth:`Codec.no_weight_decay`).
+
+    Parameters
+    ----------
+    in_features, target_dim, k, init, out_of_range, lambda_sigma, alpha, stage1_lr, stage1_batch, loss, huber_delta
+        See :class:`TrainedCodec`.
+    lambda_auto, lambda_kl, lambda_pred : float, defaults 1, 0.068, 1
+        Term weights; 0.068 is the papers' most frequent :math:`\\lambda_{KL}` (Table 6 of [1]).
+    stage1_steps : int, default 0
+        Optional stage-1 pre-training of the codec before the end-to-end phase.
+    """
+
+    mode = "e2e-codec"
+    learns_encoder = True
+    learns_decoder = True
+    _default_stage1_steps = 0
+
+    def __init__(self, in_features: int, target_dim: int = 1, k: int = 25, *, init: str = "auto",
+                 out_of_range: str = "clip", lambda_sigma: float = 0.5, alpha: float = 1e-6,
+                 lambda_auto: float = 1.0, lambda_kl: float = 0.068, lambda_pred: float = 1.0,
+                 stage1_steps: int | None = None, stage1_lr: float = 1e-3, stage1_batch: int = 8192,
+                 loss: str = "mse", huber_delta: float = 1.0):
+        _check_nonneg(lambda_auto=lambda_auto, lambda_kl=lambda_kl, lambda_pred=lambda_pred)
+        if lambda_pred == 0 and lambda_kl == 0:
+            raise ValueError("e2e-codec needs lambda_pred > 0 or lambda_kl > 0 to train the classifier")
+        super().__init__(in_features, target_dim, k, init=init, out_of_range=out_of_range,
+                         lambda_sigma=lambda_sigma, alpha=alpha, stage1_steps=stage1_steps,
+                         stage1_lr=stage1_lr, stage1_batch=stage1_batch, loss=loss, huber_delta=huber_delta)
+        self.lambda_auto, self.lambda_kl, self.lambda_pred = float(lambda_auto), float(lambda_kl), float(lambda_pred)
+
+    def _state_options(self) -> dict[str, Any]:
+        return {**super()._state_options(), "lambda_auto": self.lambda_auto, "lambda_kl": self.lambda_kl,
+                "lambda_pred": self.lambda_pred}
+
+    def objective(self, logits: Tensor, y: Tensor) -> LossOutput:
+        a, auto, ent = self.auto_terms(y)
         kl = kl_from_logits(a, logits).mean()
-        if mode in ("soft-bin", "trained-codec"):
-            return LossOutput(kl, {"kl": kl.detach()})
-        # e2e-codec: the KL's entropy term is not constant here, so the true KL is used
-        recon = point_loss(decode(torch.softmax(a, dim=-1), self.mu), y, self.loss_kind, self.huber_delta)
-        ent = entropy_from_logits(a).mean()
-        pred = point_loss(decode(torch.softmax(logits, dim=-1), self.mu), y, self.loss_kind, self.huber_delta)
-        total = self.lambda_auto * (recon - self.alpha * ent) + self.lambda_kl * kl + self.lambda_pred * pred
-        terms = {"auto": recon.detach(), "entropy": ent.detach(), "kl": kl.detach(), "pred": pred.detach()}
+        span = (self.hi - self.lo).to(y.dtype)
+        pred = _scaled_point_loss(decode(torch.softmax(logits, dim=-1), self.mu), y, span,
+                                  self.loss_kind, self.huber_delta)
+        total = self.lambda_auto * (auto - self.alpha * ent) + self.lambda_kl * kl + self.lambda_pred * pred
+        terms = {"auto": auto.detach(), "entropy": ent.detach(), "kl": kl.detach(), "pred": pred.detach()}
         return LossOutput(total, terms)
 
 
-__all__ = ["INITS", "MODES", "Codec"]
+#: the registered codec names, in registration order
+MODES = tuple(CODECS)
