@@ -13,6 +13,7 @@ from beyondmse.configurable import init_args
 from beyondmse.heads import NCA, Codec, Linear
 from beyondmse.models import MLP, RegressionModel
 from beyondmse.regularizers import ROTReg
+from beyondmse.normalizers import Sparsemax
 from beyondmse.similarity import RBF
 from beyondmse.train import Trainer, seed_everything
 
@@ -165,9 +166,10 @@ def test_skeleton_model_and_save_errors(tmp_path):
 
 
 def test_only_the_outermost_constructor_is_recorded():
-    head = NCA(8, similarity=RBF(bandwidth=2.0), normalization="softmax")
+    head = NCA(8, similarity=RBF(bandwidth=2.0), normalizer=Sparsemax(candidates=64))
     args, kwargs = init_args(head)
-    assert args == () and kwargs["in_features"] == 8 and kwargs["normalization"] == "softmax"
+    assert args == () and kwargs["in_features"] == 8 and init_args(kwargs["normalizer"]) == ((), {"candidates": 64})
     assert "chunk_size" in kwargs and isinstance(kwargs["similarity"], RBF)  # defaults filled in
-    assert init_args(kwargs["similarity"]) == ((), {"bandwidth": 2.0, "learnable": False})
+    assert init_args(kwargs["similarity"]) == ((), {"bandwidth": 2.0, "learnable": False, "temperature": 0.1,
+                                                    "learn_temperature": True})
     assert init_args(UserTrunk(3)) is None

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from beyondmse.similarity import RBF, Cosine, NegSquaredL2
+from beyondmse.similarity import RBF, Cosine, NegL2, NegSquaredL2, make_similarity
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -12,11 +12,29 @@ def test_similarities_match_definitions():
     a, b = torch.randn(5, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
     d2 = torch.cdist(a, b) ** 2
     torch.testing.assert_close(NegSquaredL2()(a, b), -d2)
-    torch.testing.assert_close(RBF(0.7)(a, b), torch.exp(-d2 / (2 * 0.49)))
+    torch.testing.assert_close(NegL2()(a, b), -torch.cdist(a, b))
+    torch.testing.assert_close(NegL2(scale=2.0)(a, a), -2.0 * torch.cdist(a, a))
+    assert (NegL2()(a, a).diagonal() == 0).all()
+    torch.testing.assert_close(RBF(0.7, temperature=1.0)(a, b), torch.exp(-d2 / (2 * 0.49)))
+    torch.testing.assert_close(RBF(0.7, temperature=0.2)(a, b), torch.exp(-d2 / (2 * 0.49)) / 0.2)
     torch.testing.assert_close(Cosine()(a, b), torch.nn.functional.cosine_similarity(a[:, None], b[None], dim=-1))
     rbf = RBF(1.0, learnable=True)
     rbf(a.float(), b.float()).sum().backward()
-    assert rbf.log_bandwidth.grad is not None
+    assert rbf.log_bandwidth.grad.abs() > 0 and rbf.log_temperature.grad.abs() > 0
+    assert not RBF(1.0, learn_temperature=False).log_temperature.requires_grad
+
+
+def test_registry_names():
+    assert isinstance(make_similarity("l2"), NegL2)  # the paper's negative l2 distance
+    assert isinstance(make_similarity("l2sq"), NegSquaredL2)
+    with pytest.raises(ValueError, match="l2sq"):
+        make_similarity("euclid")
+
+
+def test_neg_l2_gradient_is_finite_for_coinciding_points():
+    a = torch.tensor([[0.0, 1.0], [0.0, 1.0], [2.0, 0.0]], requires_grad=True)
+    NegL2()(a, a).sum().backward()
+    assert torch.isfinite(a.grad).all()
 
 
 def test_learnable_l2_scale():

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from .configurable import Configurable
-from .functional.distances import cosine_similarity, squared_distances
+from .functional.distances import cosine_similarity, pairwise_distances, squared_distances
 
-__all__ = ["Similarity", "NegSquaredL2", "Cosine", "RBF", "make_similarity", "SIMILARITIES"]
+__all__ = ["Similarity", "NegL2", "NegSquaredL2", "Cosine", "RBF", "make_similarity", "SIMILARITIES"]
 
 
 def _register_log_positive(module: nn.Module, attr: str, label: str, value: float, learnable: bool) -> None:
@@ -41,8 +41,36 @@ class Similarity(Configurable, nn.Module):
         raise NotImplementedError
 
 
+class NegL2(Similarity):
+    r"""Negative Euclidean distance, :math:`s(a, b) = -\gamma \|a - b\|_2`: the "negative
+    :math:`\ell_2` distance" of the SoftStep paper (Susman et al. 2025, Sec. 3.2) and the heads'
+    default. :class:`NegSquaredL2` is the squared variant.
+
+    The distance is :func:`~beyondmse.functional.distances.pairwise_distances` (centred Gram
+    form, square root of a value clamped at ``1e-12``): its gradient is finite everywhere and
+    zero between coinciding points; ``forward(a, a)`` has an exactly zero diagonal.
+
+    Parameters
+    ----------
+    scale : float, default 1.0
+        :math:`\gamma > 0`, an inverse temperature of the softmax on top.
+    learnable : bool, default False
+        Learn :math:`\log \gamma`.
+    """
+
+    def __init__(self, scale: float = 1.0, learnable: bool = False):
+        super().__init__()
+        _register_log_positive(self, "log_scale", "scale", scale, learnable)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        # within one set (b is a) the diagonal is exactly 0, with a zero gradient
+        d = pairwise_distances(a) if b is a else pairwise_distances(a, b)
+        return -d * torch.exp(self.log_scale).to(a.dtype)
+
+
 class NegSquaredL2(Similarity):
-    r"""Negative squared Euclidean distance, :math:`s(a, b) = -\gamma \|a - b\|_2^2` (NCA).
+    r"""Negative squared Euclidean distance, :math:`s(a, b) = -\gamma \|a - b\|_2^2` (classical
+    NCA, Goldberger et al. 2004; the registry's ``"l2sq"``).
 
     Parameters
     ----------
@@ -76,7 +104,13 @@ class Cosine(Similarity):
 
 
 class RBF(Similarity):
-    r"""Gaussian kernel :math:`\exp(-\|a - b\|^2 / (2 \sigma^2))` in (0, 1].
+    r"""Gaussian kernel over a temperature, :math:`\exp(-\|a - b\|^2 / (2 \sigma^2)) / \tau`.
+
+    The kernel alone lies in (0, 1], so softmax weights over it differ by at most a factor
+    :math:`e` and plain NCA predicts about the neighbor mean (issue 14); the temperature
+    :math:`\tau` (learned by default) lets the softmax become sharp, while SoftStep's min-max
+    normalisation sees the kernel itself (it is invariant to :math:`\tau`). ``temperature=1``
+    is the bare kernel.
 
     Parameters
     ----------
@@ -84,33 +118,39 @@ class RBF(Similarity):
         :math:`\sigma > 0`.
     learnable : bool, default False
         Learn :math:`\log \sigma` with the rest of the model.
-
-    Notes
-    -----
-    Being bounded, the kernel makes a softmax over it nearly uniform; it is meant for the
-    SoftStep heads, where the learned step does the selecting.
+    temperature : float, default 0.1
+        :math:`\tau > 0`.
+    learn_temperature : bool, default True
+        Learn :math:`\log \tau`.
     """
 
     bounded = True
 
-    def __init__(self, bandwidth: float = 1.0, learnable: bool = False):
+    def __init__(self, bandwidth: float = 1.0, learnable: bool = False, temperature: float = 0.1,
+                 learn_temperature: bool = True):
         super().__init__()
         _register_log_positive(self, "log_bandwidth", "bandwidth", bandwidth, learnable)
+        _register_log_positive(self, "log_temperature", "temperature", temperature, learn_temperature)
 
     @property
     def bandwidth(self) -> Tensor:
         return self.log_bandwidth.exp()
 
+    @property
+    def temperature(self) -> Tensor:
+        return self.log_temperature.exp()
+
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         inv = torch.exp(-2.0 * self.log_bandwidth).to(a.dtype) / 2.0
-        return torch.exp(-squared_distances(a, b) * inv)
+        return torch.exp(-squared_distances(a, b) * inv - self.log_temperature.to(a.dtype))
 
 
-SIMILARITIES: dict[str, Callable[..., Similarity]] = {"l2": NegSquaredL2, "cosine": Cosine, "rbf": RBF}
+SIMILARITIES: dict[str, Callable[..., Similarity]] = {"l2": NegL2, "l2sq": NegSquaredL2, "cosine": Cosine, "rbf": RBF}
 
 
 def make_similarity(name: str, **kwargs) -> Similarity:
-    """Build a similarity from its registry name (``"l2"``, ``"cosine"``, ``"rbf"``)."""
+    """Build a similarity from its registry name (``"l2"``: negative distance, ``"l2sq"``:
+    negative squared distance, ``"cosine"``, ``"rbf"``)."""
     if name not in SIMILARITIES:
         raise ValueError(f"unknown similarity {name!r}; expected one of {sorted(SIMILARITIES)}")
     return SIMILARITIES[name](**kwargs)

@@ -1,115 +1,61 @@
-"""Neighbor-based heads with SoftStep: NCA, differentiable kNN, sparsemax NCA, memory-bank inference.
+"""Neighbor-based heads with SoftStep: NCA (Algorithm 2) and differentiable kNN (Algorithm 1).
 
 A neighbor head predicts a weighted average of neighbor targets,
-:math:`\\hat y_i = \\sum_j p_{ij} y_j` with :math:`p_i = \\mathrm{softmax}(\\text{logits}_i)`.
-In training the neighbors of a sample are the rest of its mini-batch (self-similarity masked);
-after training :meth:`fit_memory` stores the training embeddings and targets (a *memory bank*)
-and inference uses all of them as the neighbor set, streamed in chunks so that peak memory does
-not depend on the memory size.
+:math:`\\hat y_i = \\sum_j p_{ij} y_j`, with weights from a row normalizer (softmax by default) of
+similarity logits. In training the neighbors of a sample are the rest of its mini-batch (self
+masked); after training :meth:`fit_memory` stores the training embeddings and targets (a
+*memory bank*), which is the neighbor set at inference, streamed in blocks.
 
-**k as a fraction.** Everything that counts neighbors is expressed as a fraction of the
-neighbor-set size so that it transfers from a batch of N (N - 1 neighbors) to a memory bank of
-M: the SoftStep interval lives on row-wise min-max normalised similarities (a scale-free
-quantity), and the DiffKNN head learns ``k / (N - 1)`` rather than ``k``; at inference it keeps
-the ``k_frac (M - 1)`` most similar stored points.
+**The same neighbor-set semantics in training and at inference.** A batch of N gives every
+query ``n = N - 1`` neighbors; the memory bank gives it ``M`` (6,554 on cpu_act). Every quantity
+that depends on the set size is carried over as what it means for a set of the training size
+``n`` (recorded during training in the buffer ``fit_neighbors``):
+
+* NCA + SoftStep min-max normalises each row's similarities (Algorithm 2). The row maximum is
+  the query's self-similarity (or a closer neighbor), which does not depend on the set; the row
+  minimum does (the farthest of 6,554 points is farther than the farthest of 31). At inference
+  the minimum is the *expected minimum over a random n-subset of the memory*, an L-statistic of
+  the memory's least similar points; with ``M = n`` it is the exact minimum, so inference on the
+  batch's own neighbor set reproduces training (to rounding).
+* Differentiable kNN keeps ``k = frac * n`` neighbors with a transition of ``q`` ranks; at
+  inference both are scaled by ``M / n``, so the same fraction of the memory is kept and the
+  transition keeps its relative width. Ranks at inference are hard ranks (the limit of soft
+  ranks as the regularization goes to 0).
+
+Deviations from the paper's pseudo-code, each on purpose: Algorithm 1's transition denominator
+``(k - rank)^(1/t)`` is negative inside the transition (a sign slip); we use ``(rank - k)``.
+DiffKNN's soft ranks are computed on similarities rescaled so that the average gap between
+neighbors is 1 (``rank_strength`` is then scale-free; the paper ranks raw similarities with
+torchsort's default strength 1, so its sharpness depends on the embedding's scale). Self is
+taken out of the ranked row instead of pushed to ``-inf`` (the same ranks, as a +inf entry is
+never pooled with the others).
 
 References
 ----------
 1. A. Susman, B. Lin, M. Suárez-Fariñas, J. T. Colonel, "SoftStep: Learning Sparse Similarity
-   Powers Deep Neighbor-Based Regression", arXiv:2506.08139, 2025 (Algorithms 1 and 2).
+   Powers Deep Neighbor-Based Regression", arXiv:2506.08139, 2025 (Eq. 1, Algorithms 1 and 2).
 2. J. Goldberger, S. Roweis, G. Hinton, R. Salakhutdinov, "Neighbourhood Components Analysis",
    NeurIPS 2004.
-3. A. Martins, R. Astudillo, "From Softmax to Sparsemax", ICML 2016.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_head_inputs
-from ..configurable import Configurable
 from ..functional.rank import soft_rank
 from ..functional.softstep import softstep
-from ..functional.streaming import (float_order_keys, streaming_kth_largest, streaming_row_min_max,
-                                    streaming_softmax_average, streaming_topk)
-from ..similarity import NegSquaredL2, Similarity
+from ..functional.streaming import ScoreFn, chunk_ranges, streaming_row_min_max, streaming_topk
+from ..normalizers import Normalizer, Softmax
+from ..similarity import NegL2, Similarity
 from .base import Head, LossOutput
+from .softstep_params import DEFAULT_INIT, KFraction, SoftStepParams, make_softstep_params
 
-__all__ = ["NCA", "DiffKNN", "SoftStepParams", "GlobalSoftStep", "InstanceSoftStep", "make_softstep_params",
-           "knn_step_weights", "NORMALIZATIONS"]
-
-NORMALIZATIONS = ("softmax", "sparsemax")
-_SOFTSTEP_KINDS = (None, "global", "instance")
-
-
-def _logit(p: float) -> float:
-    return math.log(p) - math.log1p(-p)
-
-
-def _check_unit(name: str, value: float) -> None:
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value}")
-
-
-# --------------------------------------------------------------------------- SoftStep parameters
-class SoftStepParams(Configurable, nn.Module):
-    """Maps query embeddings ``z`` (N, d) to SoftStep parameters ``(l0, u0, t)``, each
-    broadcastable to (N, 1) and in (0, 1) through a sigmoid (``t`` is kept >= ``t_min``)."""
-
-    t_min = 1e-3
-
-    def _split(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        p = torch.sigmoid(raw)
-        return p[..., 0:1], p[..., 1:2], p[..., 2:3].clamp_min(self.t_min)
-
-
-class GlobalSoftStep(SoftStepParams):
-    """One learnable ``(l0, u0, t)`` for the whole model (the paper's *global* SoftStep)."""
-
-    def __init__(self, init: tuple[float, float, float] = (0.25, 0.5, 0.5)):
-        super().__init__()
-        for name, v in zip(("l0", "u0", "t"), init):
-            _check_unit(f"softstep init {name}", v)
-        self.raw = nn.Parameter(torch.tensor([_logit(v) for v in init]))
-
-    def forward(self, z: Tensor):
-        return self._split(self.raw.to(z.dtype)[None, :])
-
-
-class InstanceSoftStep(SoftStepParams):
-    """A linear layer + sigmoid giving each query its own ``(l0, u0, t)`` (*instance* SoftStep).
-
-    The weights start at zero and the bias at the logits of ``init``, so training starts from
-    the global SoftStep with those values.
-    """
-
-    def __init__(self, in_features: int, init: tuple[float, float, float] = (0.25, 0.5, 0.5)):
-        super().__init__()
-        for name, v in zip(("l0", "u0", "t"), init):
-            _check_unit(f"softstep init {name}", v)
-        self.linear = nn.Linear(in_features, 3)
-        with torch.no_grad():
-            self.linear.weight.zero_()
-            self.linear.bias.copy_(torch.tensor([_logit(v) for v in init]))
-
-    def forward(self, z: Tensor):
-        return self._split(self.linear(z))
-
-
-def make_softstep_params(kind, in_features: int, init=(0.25, 0.5, 0.5)) -> SoftStepParams | None:
-    """``None`` -> no SoftStep; ``"global"`` / ``"instance"`` -> the module; a module passes through."""
-    if kind is None or isinstance(kind, SoftStepParams):
-        return kind
-    if kind == "global":
-        return GlobalSoftStep(init)
-    if kind == "instance":
-        return InstanceSoftStep(in_features, init)
-    raise ValueError(f"unknown softstep {kind!r}; expected one of {_SOFTSTEP_KINDS} or a SoftStepParams module")
+__all__ = ["NCA", "DiffKNN", "knn_step_weights", "expected_subset_min"]
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -136,49 +82,99 @@ def _range_floor(dtype: torch.dtype) -> float:
     return math.sqrt(torch.finfo(dtype).eps)
 
 
-def _softstep_weights(sim: Tensor, lo: Tensor, hi: Tensor, params, eps: float, min_gap: float) -> Tensor:
-    """Algorithm 2 of the paper on similarities ``sim`` (Q, n) given row min/max (Q,).
+def _softstep_weights(sim: Tensor, lo: Tensor, hi: Tensor, top: Tensor, params, eps: float,
+                      min_gap: float) -> Tensor:
+    """Algorithm 2 on similarities ``sim`` (Q, n) given each row's min ``lo``, max ``hi`` (self
+    included) and best neighbor ``top`` (self excluded), all (Q,).
 
-    ``s = (sim - lo) / (hi - lo)``, ``l = min(l0, top) - eps`` with ``top = max_j s`` (1, or 0
-    for a constant row) so that the most similar neighbor is always above ``l``, and
-    ``u = l + u0 (1 - l)`` (at least ``min_gap`` above ``l``).
+    ``s = (sim - lo) / (hi - lo)``, ``l = min(l0, s_top) - eps`` (so the most similar neighbor is
+    always above ``l``) and ``u = l + u0 (1 - l)`` (at least ``min_gap`` above ``l``).
     """
     l0, u0, t = params
     rng = (hi - lo).clamp_min(_range_floor(sim.dtype))[:, None]
     s = (sim - lo[:, None]) / rng
-    top = (hi - lo)[:, None] / rng
-    l = torch.minimum(l0, top) - eps
+    s_top = (top - lo)[:, None] / rng
+    l = torch.minimum(l0, s_top) - eps
     u = l + torch.clamp_min(u0 * (1.0 - l), min_gap)
     return softstep(s, l, u, t)
 
 
-def knn_step_weights(ranks: Tensor, k: Tensor | float, n_neighbors: int, q: float = 4.0, t: float = 0.75) -> Tensor:
-    """The flipped SoftStep over 0-based ranks (the paper's Algorithm 1).
+def knn_step_weights(ranks: Tensor, k: Tensor | float, n_neighbors: int, q: float | Tensor = 4.0,
+                     t: float = 0.75) -> Tensor:
+    r"""The flipped SoftStep over 0-based ranks (Algorithm 1's SOFTKSTEP, without the log).
 
-    Weight 1 for ``rank <= k``, 0 for ``rank >= k + q``, and in between the real-valued
-    transition :math:`(k+q-r)^{1/t} / ((r-k)^{1/t} + (k+q-r)^{1/t})`, computed as
-    ``softstep(-r, -(k+q), -k, t)``. (The paper's pseudo-code has a sign slip in the
-    denominator; this is the transition that stays real.)
+    Weight 1 for ``rank <= k``, 0 for ``rank >= k + q``, and in between
+    :math:`(k+q-r)^{1/t} / ((k+q-r)^{1/t} + (r-k)^{1/t})`, computed as
+    ``softstep(-r, -(k+q), -k, t)``. (The paper's pseudo-code writes ``(k - r)`` in the
+    denominator, negative inside the transition; ``(r - k)`` is the transition that stays real.)
 
     Parameters
     ----------
     ranks : Tensor, shape (Q, n)
     k : Tensor broadcastable to (Q, 1), or float
-        Number of neighbors kept with full weight, ``1 <= k <= n_neighbors``.
+        Number of neighbors kept with full weight, ``0 <= k <= n_neighbors``.
     n_neighbors : int
         Size of the neighbor set (``N - 1`` in a batch of N).
-    q, t : float
-        Transition width (in ranks) and sharpness.
+    q : float or Tensor broadcastable to (Q, 1)
+        Transition width in ranks, > 0.
+    t : float
+        Sharpness, > 0.
     """
     if not isinstance(k, Tensor):
         k = torch.as_tensor(float(k), dtype=ranks.dtype, device=ranks.device)
+    if not isinstance(q, Tensor):
+        q = torch.as_tensor(float(q), dtype=ranks.dtype, device=ranks.device)
     if bool((k > n_neighbors).any()):
         raise ValueError(f"k = {float(k.max()):.4g} is larger than the neighbor set ({n_neighbors} neighbors)")
     if bool((k < 0).any()):
         raise ValueError(f"k must be >= 0, got {float(k.min()):.4g}")
-    if not q > 0:
+    if not bool((q > 0).all()):
         raise ValueError(f"q must be > 0, got {q}")
     return softstep(-ranks, -(k + q), -k, t)
+
+
+def expected_subset_min(sorted_low: Tensor, total: int, subset: int) -> Tensor:
+    r"""Expected minimum of a uniformly random ``subset``-element subset of ``total`` values.
+
+    With the values sorted ascending, :math:`v_{(1)} \le \dots \le v_{(M)}`, the subset's minimum
+    is :math:`v_{(j)}` with probability :math:`\binom{M-j}{n-1} / \binom{M}{n}`, so
+
+    .. math:: E[\min] = \sum_j \binom{M-j}{n-1} \binom{M}{n}^{-1} v_{(j)} .
+
+    Parameters
+    ----------
+    sorted_low : Tensor, shape (Q, K)
+        The K smallest values of each row, ascending (K <= M; the sum is truncated there and
+        renormalised, which is exact up to the omitted probability).
+    total : int
+        M, the number of values in each row.
+    subset : int
+        n, 1 <= n <= M.
+
+    Returns
+    -------
+    Tensor, shape (Q,)
+    """
+    if not 1 <= subset <= total:
+        raise ValueError(f"need 1 <= subset <= total, got subset={subset}, total={total}")
+    K = sorted_low.shape[1]
+    j = torch.arange(1, K + 1, dtype=torch.float64, device=sorted_low.device)
+    a = total - j
+    b = float(subset - 1)
+    valid = a >= b
+    a = a.clamp_min(b)
+    # log C(M - j, n - 1) up to a constant (the weights are normalised below)
+    logp = torch.lgamma(a + 1) - torch.lgamma(a - b + 1)
+    logp = torch.where(valid, logp, torch.full_like(logp, -math.inf))
+    p = torch.softmax(logp, dim=0)
+    return (sorted_low.to(torch.float64) * p).sum(1).to(sorted_low.dtype)
+
+
+def _subset_min_candidates(total: int, subset: int, tol: float = 1e-9) -> int:
+    """How many smallest values carry all but ``tol`` of the probability in expected_subset_min."""
+    # P(min rank > K) = C(M-K, n) / C(M, n) <= (1 - K/M)^n
+    k = math.ceil(total * (1.0 - tol ** (1.0 / subset))) + 1
+    return max(1, min(total - subset + 1, k))
 
 
 class _NeighborHead(Head):
@@ -193,15 +189,19 @@ class _NeighborHead(Head):
             raise ValueError(f"in_features and target_dim must be >= 1, got {in_features}, {target_dim}")
         if chunk_size < 1 or query_chunk_size < 1:
             raise ValueError(f"chunk sizes must be >= 1, got {chunk_size}, {query_chunk_size}")
-        if similarity is not None and not isinstance(similarity, nn.Module):
-            raise ValueError(f"similarity must be a Similarity module, got {type(similarity).__name__}")
+        if similarity is not None and not isinstance(similarity, Similarity):
+            raise ValueError(f"similarity must be a Similarity module (beyondmse.similarity, or make_similarity(name)), "
+                             f"got {type(similarity).__name__}")
         self.in_features = in_features
         self.target_dim = target_dim
-        self.similarity = similarity if similarity is not None else NegSquaredL2()
+        self.similarity = similarity if similarity is not None else NegL2()
         self.chunk_size = chunk_size
         self.query_chunk_size = query_chunk_size
         self.register_buffer("memory_z", torch.empty(0, in_features))
         self.register_buffer("memory_y", torch.empty(0, target_dim))
+        # the neighbor-set size seen in training (largest batch - 1); 0 = not trained
+        self.register_buffer("fit_neighbors", torch.zeros((), dtype=torch.int64))
+        self._seen_neighbors = 0
 
     # -- memory bank ------------------------------------------------------------------------
     @property
@@ -220,7 +220,8 @@ class _NeighborHead(Head):
         self.memory_z = z_train.detach().clone()
         self.memory_y = y_train.detach().to(z_train.dtype).clone()
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
         # the memory bank's size is data-dependent: resize the (empty) buffers to the incoming
         # ones so that loading a trained head into a fresh one restores its memory
         for name in ("memory_z", "memory_y"):
@@ -228,16 +229,35 @@ class _NeighborHead(Head):
             if key in state_dict and isinstance(state_dict[key], Tensor):
                 current = getattr(self, name)
                 setattr(self, name, torch.empty(state_dict[key].shape, dtype=current.dtype, device=current.device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        # a state dict saved before fit_neighbors existed: inference treats the memory as the set
+        if prefix + "fit_neighbors" in missing_keys:
+            missing_keys.remove(prefix + "fit_neighbors")
+        self._seen_neighbors = 0
 
-    def forward(self, z: Tensor) -> Tensor:
-        """Predict ``(Q, m)`` for query embeddings ``z`` (Q, d) from the memory bank (inference path)."""
+    def _note_neighbor_set(self, n_neighbors: int) -> None:
+        # only the first batches and a larger one touch the buffer (no host sync per step)
+        if n_neighbors > self._seen_neighbors:
+            self._seen_neighbors = max(n_neighbors, int(self.fit_neighbors))
+            self.fit_neighbors.fill_(self._seen_neighbors)
+
+    def _train_set_size(self, memory_size: int) -> int:
+        """The neighbor-set size inference emulates: the training one, or the memory if unknown."""
+        n = int(self.fit_neighbors)
+        return memory_size if n <= 0 or n >= memory_size else n
+
+    def _check_query(self, z: Tensor) -> None:
         check_head_inputs(z, None, self.target_dim)
         if z.shape[1] != self.in_features:
             raise ValueError(f"expected embeddings of dimension {self.in_features}, got {z.shape[1]}")
         if self.memory_size == 0:
             raise ValueError(f"{type(self).__name__} has an empty memory bank: call fit_memory(z_train, y_train) "
                              "(RegressionModel.fit_memory_from, or Trainer.fit, does it) before predicting")
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Predict ``(Q, m)`` for query embeddings ``z`` (Q, d) from the memory bank (inference path)."""
+        self._check_query(z)
         mz = self.memory_z.to(z.dtype)
         my = self.memory_y.to(z.dtype)
         outs = [self._predict_chunk(z[i:i + self.query_chunk_size], mz, my)
@@ -246,62 +266,124 @@ class _NeighborHead(Head):
             return z.new_zeros(0, self.target_dim)
         return torch.cat(outs)
 
-    def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    def inference_weights(self, z: Tensor) -> Tensor:
+        """Dense inference weights ``(Q, M)`` over the memory bank (rows sum to 1), for
+        diagnostics and tests: ``forward(z) == inference_weights(z) @ memory_y``."""
+        self._check_query(z)
+        return self._dense_weights(z, self.memory_z.to(z.dtype))
 
-    @staticmethod
-    def _check_batch(z: Tensor, y: Tensor, target_dim: int) -> None:
-        check_head_inputs(z, y, target_dim)
+    def loss(self, z: Tensor, y: Tensor) -> LossOutput:
+        check_head_inputs(z, y, self.target_dim)
         if z.shape[0] < 2:
             raise ValueError(f"a neighbor head needs a batch of at least 2 samples in training "
                              f"(each sample's neighbors are the rest of the batch), got {z.shape[0]}")
+        if self.training:
+            self._note_neighbor_set(z.shape[0] - 1)
+        y = y.to(z.dtype)
+        pred = self.neighbor_weights(z) @ y
+        mse = F.mse_loss(pred, y)
+        return LossOutput(mse, {"mse": mse.detach()})
 
-    @staticmethod
-    def _others_min_max(sim: Tensor, self_mask: Tensor) -> tuple[Tensor, Tensor]:
-        big = torch.finfo(sim.dtype).max
-        lo = sim.masked_fill(self_mask, big).min(1).values
-        hi = sim.masked_fill(self_mask, -big).max(1).values
-        return lo, hi
+    # -- diagnostics ------------------------------------------------------------------------
+    @torch.no_grad()
+    def diagnostics(self, z: Tensor, *, batches: int = 8, max_queries: int = 256,
+                             seed: int = 0) -> dict[str, float]:
+        """How many neighbors the head uses, in training and at inference, and its learned parameters.
+
+        Training-mode weights are computed on ``batches`` random subsets of the memory bank of
+        the training batch size (``fit_neighbors + 1``); inference weights for up to
+        ``max_queries`` rows of ``z`` (Q, d) over the whole memory.
+
+        Returns
+        -------
+        dict
+            ``kept_frac_train`` / ``kept_frac_infer``: mean fraction of the neighbor set with a
+            non-zero weight; ``eff_frac_train`` / ``eff_frac_infer``: mean participation ratio
+            :math:`1 / \\sum_j p_{ij}^2` as a fraction of the set; ``neighbors_train`` (n) and
+            ``neighbors_infer`` (M); plus the head's own parameters (:meth:`_param_summary`).
+        """
+        self._check_query(z)
+        M = self.memory_size
+        n = self._train_set_size(M)
+        gen = torch.Generator().manual_seed(seed)
+        kept, eff = [], []
+        if M >= 2:
+            for _ in range(batches):
+                idx = torch.randperm(M, generator=gen)[:n + 1].to(self.memory_z.device)
+                zb = self.memory_z[idx].to(z.dtype)
+                p = self.neighbor_weights(zb)
+                off = ~torch.eye(len(idx), dtype=torch.bool, device=p.device)
+                kept.append(((p > 0) & off).sum(1).double().mean().item() / (len(idx) - 1))
+                eff.append((1.0 / (p * p).sum(1)).double().mean().item() / (len(idx) - 1))
+        zq = z[:max_queries]
+        p = self.inference_weights(zq)
+        out = {"kept_frac_train": float(sum(kept) / len(kept)) if kept else float("nan"),
+               "kept_frac_infer": (p > 0).sum(1).double().mean().item() / M,
+               "eff_frac_train": float(sum(eff) / len(eff)) if eff else float("nan"),
+               "eff_frac_infer": (1.0 / (p * p).sum(1)).double().mean().item() / M,
+               "neighbors_train": float(n), "neighbors_infer": float(M)}
+        out.update(self._param_summary(zq))
+        return out
+
+    def _param_summary(self, z: Tensor) -> dict[str, float]:
+        return {}
+
+    # -- hooks ------------------------------------------------------------------------------
+    def neighbor_weights(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Training-time weights ``p`` (N, N) over the rest of the batch (diagonal = 0)."""
+        raise NotImplementedError
+
+    def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _dense_weights(self, zq: Tensor, mz: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------- NCA
 class NCA(_NeighborHead):
-    r"""NCA regression head, optionally with SoftStep (the paper's Algorithm 2) or sparsemax.
+    r"""NCA regression head, optionally with SoftStep (the paper's Algorithm 2).
 
     .. math::
 
         \hat y_i = \sum_{j \ne i} p_{ij} y_j, \qquad
-        p_i = \mathrm{softmax}_j\big(s(z_i, z_j) + \log \mathrm{SoftStep}(\tilde s_{ij}; l_i, u_i, t_i)\big)
+        p_i = \mathrm{normalizer}_j\big(s(z_i, z_j) + \log \mathrm{SoftStep}(\tilde s_{ij}; l_i, u_i, t_i)\big)
 
-    where :math:`\tilde s_{ij}` are the row-wise min-max normalised similarities,
-    :math:`l_i = \min(l_0, \max_j \tilde s_{ij}) - \epsilon` (so the most similar neighbor always
-    keeps a non-zero weight) and :math:`u_i = l_i + u_0 (1 - l_i)`. Without SoftStep the log term
-    is absent (plain NCA). Neighbors whose SoftStep weight is exactly 0 get logit ``finfo.min``.
-    The training loss is the MSE of :math:`\hat y` over the batch.
+    where :math:`\tilde s_{ij} = (s_{ij} - \min_k s_{ik}) / (\max_k s_{ik} - \min_k s_{ik})` is the
+    row-wise min-max normalised similarity (the row includes the sample itself, as in Algorithm
+    2), :math:`l_i = \min(l_0, \max_{j \ne i} \tilde s_{ij}) - \epsilon` (so the most similar
+    neighbor always keeps a non-zero weight) and :math:`u_i = l_i + u_0 (1 - l_i)`. Without
+    SoftStep the log term is absent (plain NCA). Neighbors whose SoftStep weight is exactly 0 get
+    logit ``finfo.min``. The training loss is the MSE of :math:`\hat y` over the batch. At
+    inference the row minimum is the expected minimum over a training-sized subset of the memory
+    (see the module docstring).
 
     Parameters
     ----------
     in_features : int
         Embedding dimension d.
     target_dim : int, default 1
-    similarity : Similarity, default NegSquaredL2()
+    similarity : Similarity, default NegL2()
+        The paper's negative Euclidean distance.
+    normalizer : Normalizer, default Softmax()
+        ``Sparsemax()`` gives exact zeros (the paper's sparsemax baseline).
     softstep : {None, "global", "instance"} or SoftStepParams, default None
-    normalization : {"softmax", "sparsemax"}, default "softmax"
-        ``"sparsemax"`` (Martins & Astudillo 2016, via the ``entmax`` package) gives exact zeros.
-    softstep_init : (l0, u0, t), default (0.25, 0.5, 0.5)
-        Initial SoftStep parameters, each in (0, 1).
+    softstep_init : (l0, u0, t), default (0.5, 0.5, 0.5)
+        Initial SoftStep parameters, each in (0, 1) (``sigmoid(0)``; see
+        :mod:`beyondmse.heads.softstep_params`).
+    softstep_lr_scale : float, default 1.0
+        Learning-rate multiplier of the SoftStep parameters.
     eps : float, default 1e-3
         The margin :math:`\epsilon` below the top neighbor.
     chunk_size, query_chunk_size : int
         Memory-bank and query block sizes at inference (peak memory ~ their product).
-    sparsemax_candidates : int, default 2048
-        Inference with sparsemax keeps this many most similar stored points per query (the
-        support of sparsemax is small); a warning is issued when the support reaches it.
 
     Attributes
     ----------
     memory_z : Tensor (M, d), memory_y : Tensor (M, m)
         The memory bank (registered buffers: saved and loaded with the state dict).
+    fit_neighbors : Tensor (), int64
+        Neighbor-set size seen in training (largest batch - 1).
 
     Examples
     --------
@@ -314,149 +396,114 @@ class NCA(_NeighborHead):
     """
 
     def __init__(self, in_features: int, target_dim: int = 1, *, similarity: Similarity | None = None,
-                 softstep=None, normalization: str = "softmax",
-                 softstep_init: tuple[float, float, float] = (0.25, 0.5, 0.5), eps: float = 1e-3,
-                 chunk_size: int = 4096, query_chunk_size: int = 1024, sparsemax_candidates: int = 2048):
+                 normalizer: Normalizer | None = None, softstep=None,
+                 softstep_init: tuple[float, float, float] = DEFAULT_INIT, softstep_lr_scale: float = 1.0,
+                 eps: float = 1e-3, chunk_size: int = 4096, query_chunk_size: int = 1024):
         super().__init__(in_features, target_dim, similarity, chunk_size, query_chunk_size)
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalization {normalization!r}; expected one of {NORMALIZATIONS}")
+        if normalizer is not None and not isinstance(normalizer, Normalizer):
+            raise ValueError("normalizer must be a Normalizer module (Softmax(), Sparsemax(), or "
+                             f"beyondmse.normalizers.make_normalizer(name)), got {normalizer!r}")
         if not 0 <= eps < 1:
             raise ValueError(f"eps must be in [0, 1), got {eps}")
-        if sparsemax_candidates < 1:
-            raise ValueError(f"sparsemax_candidates must be >= 1, got {sparsemax_candidates}")
-        self.softstep = make_softstep_params(softstep, in_features, softstep_init)
-        self.normalization = normalization
+        self.normalizer = normalizer if normalizer is not None else Softmax()
+        self.softstep = make_softstep_params(softstep, in_features, softstep_init, softstep_lr_scale)
         self.eps = eps
         self.min_gap = 1e-3
-        self.sparsemax_candidates = sparsemax_candidates
 
     def extra_repr(self) -> str:
         kind = None if self.softstep is None else type(self.softstep).__name__
-        return f"in_features={self.in_features}, target_dim={self.target_dim}, softstep={kind}, " \
-               f"normalization={self.normalization!r}"
-
-    # -- pieces -------------------------------------------------------------------------------
-    def _logits(self, sim: Tensor, lo: Tensor | None, hi: Tensor | None, params, keep: Tensor | None) -> Tensor:
-        if self.softstep is None:
-            if keep is None:
-                return sim
-            return sim.masked_fill(~keep, _neg_big(sim.dtype))
-        w = _softstep_weights(sim, lo, hi, params, self.eps, self.min_gap)
-        return _masked_log_weight_logits(sim, w, keep)
-
-    def _normalize(self, logits: Tensor) -> Tensor:
-        if self.normalization == "softmax":
-            return torch.softmax(logits, dim=-1)
-        from entmax import sparsemax
-
-        # sparsemax gives exactly 0 to anything more than 1 below the row max; replacing
-        # finfo.min by (max - 2) keeps them at 0 without huge values in its cumulative sums
-        neg = _neg_big(logits.dtype)
-        valid = logits > neg
-        row_max = logits.max(-1, keepdim=True).values.detach()
-        return sparsemax(torch.where(valid, logits, row_max - 2.0), dim=-1)
+        return f"in_features={self.in_features}, target_dim={self.target_dim}, softstep={kind}"
 
     def neighbor_weights(self, z: Tensor) -> Tensor:
         """Training-time weights ``p`` (N, N) over the rest of the batch (diagonal = 0)."""
         n = z.shape[0]
         sim = self.similarity(z, z)
         self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-        lo = hi = params = None
-        if self.softstep is not None:
-            lo, hi = self._others_min_max(sim, self_mask)
-            params = self.softstep(z)
-        return self._normalize(self._logits(sim, lo, hi, params, ~self_mask))
+        if self.softstep is None:
+            logits = sim.masked_fill(self_mask, _neg_big(sim.dtype))
+        else:
+            big = torch.finfo(sim.dtype).max
+            lo, hi = sim.min(1).values, sim.max(1).values  # NORM over the row, self included
+            top = sim.masked_fill(self_mask, -big).max(1).values  # ROWMAXEXCLSELF
+            w = _softstep_weights(sim, lo, hi, top, self.softstep(z), self.eps, self.min_gap)
+            logits = _masked_log_weight_logits(sim, w, ~self_mask)
+        return self.normalizer(logits)
 
-    def loss(self, z: Tensor, y: Tensor) -> LossOutput:
-        self._check_batch(z, y, self.target_dim)
-        pred = self.neighbor_weights(z) @ y.to(z.dtype)
-        mse = F.mse_loss(pred, y.to(z.dtype))
-        return LossOutput(mse, {"mse": mse.detach()})
-
-    def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
+    def _logit_fn(self, zq: Tensor, mz: Tensor) -> ScoreFn:
+        """The inference logits of queries ``zq`` over the memory ``mz``, block-wise."""
         n = mz.shape[0]
 
         def sims(start: int, stop: int) -> Tensor:
             return self.similarity(zq, mz[start:stop])
 
-        lo = hi = params = None
-        if self.softstep is not None:
-            lo, hi = streaming_row_min_max(sims, n, self.chunk_size)
-            params = self.softstep(zq)
-        if self.normalization == "softmax":
-            return streaming_softmax_average(lambda a, b: self._logits(sims(a, b), lo, hi, params, None),
-                                             my, self.chunk_size)
-        # sparsemax: its support is among the most similar points (the SoftStep term is
-        # increasing in the similarity, so the order is the same), so a bounded candidate set
-        # from a streaming top-k is exact as long as the support is smaller than it
-        k = min(self.sparsemax_candidates, n)
-        cand, idx = streaming_topk(sims, n, k, self.chunk_size)
-        p = self._normalize(self._logits(cand, lo, hi, params, None))
-        if k < n and bool((p[:, -1] > 0).any()):
-            warnings.warn(f"sparsemax support reached sparsemax_candidates={k}; predictions may be truncated",
-                          RuntimeWarning, stacklevel=3)
-        return torch.einsum("qk,qkm->qm", p, my[idx])
+        if self.softstep is None:
+            return sims
+        _, top = streaming_row_min_max(sims, n, self.chunk_size)
+        self_sim = self.similarity(zq, zq).diagonal()
+        hi = torch.maximum(self_sim, top)
+        subset = self._train_set_size(n)
+        if subset >= n:
+            low, _ = streaming_row_min_max(sims, n, self.chunk_size)
+        else:
+            k = _subset_min_candidates(n, subset)
+            neg_low, _ = streaming_topk(lambda a, b: -sims(a, b), n, k, self.chunk_size)
+            low = expected_subset_min(-neg_low, n, subset)
+        lo = torch.minimum(self_sim, low)
+        params = self.softstep(zq)
+
+        def logits(start: int, stop: int) -> Tensor:
+            s = sims(start, stop)
+            return _masked_log_weight_logits(s, _softstep_weights(s, lo, hi, top, params, self.eps, self.min_gap))
+
+        return logits
+
+    def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
+        return self.normalizer.average(self._logit_fn(zq, mz), my, self.chunk_size)
+
+    def _dense_weights(self, zq: Tensor, mz: Tensor) -> Tensor:
+        return self.normalizer(self._logit_fn(zq, mz)(0, mz.shape[0]))
+
+    def _param_summary(self, z: Tensor) -> dict[str, float]:
+        if self.softstep is None:
+            return {}
+        l0, u0, t = self.softstep(z)
+        return {"softstep_l0": l0.mean().item(), "softstep_u0": u0.mean().item(), "softstep_t": t.mean().item()}
 
 
 # --------------------------------------------------------------------------- differentiable kNN
-class _KFraction(nn.Module):
-    """``k / (neighbor-set size)`` in (0, 1): a global scalar or a per-instance linear layer."""
-
-    def __init__(self, kind: str, in_features: int, init: float):
-        super().__init__()
-        _check_unit("k_init", init)
-        if kind == "global":
-            self.raw = nn.Parameter(torch.tensor(_logit(init)))
-            self.linear = None
-        elif kind == "instance":
-            self.raw = None
-            self.linear = nn.Linear(in_features, 1)
-            with torch.no_grad():
-                self.linear.weight.zero_()
-                self.linear.bias.fill_(_logit(init))
-        else:
-            raise ValueError(f"unknown k parameterization {kind!r}; expected 'global' or 'instance'")
-        self.kind = kind
-
-    def forward(self, z: Tensor) -> Tensor:
-        if self.linear is None:
-            return torch.sigmoid(self.raw.to(z.dtype)).reshape(1, 1)
-        return torch.sigmoid(self.linear(z))
-
-
 class DiffKNN(_NeighborHead):
     r"""Differentiable kNN regression head with a learned k (the paper's Algorithm 1).
 
-    In a batch of N, with :math:`r_{ij}` = soft_rank(:math:`-s_{ij}`) - 1 (0-based; self pushed
-    to the worst rank) and :math:`k_i = \max(\sigma(\theta_i) (N - 1), 1)`:
+    In a batch of N each query has :math:`n = N - 1` neighbors; with :math:`r_{ij}` their 0-based
+    soft ranks by decreasing similarity and :math:`k_i = \max(\sigma(\theta_i)\, n, 1)`:
 
     .. math::
 
         p_i = \mathrm{softmax}_j\big(s_{ij} + \log w(r_{ij}; k_i)\big), \qquad
-        \hat y_i = \sum_j p_{ij} y_j,
+        \hat y_i = \sum_{j \ne i} p_{ij} y_j,
 
     where :math:`w` is the flipped SoftStep over ranks (:func:`knn_step_weights`: 1 up to k, 0
     beyond k + q, q = 4, t = 0.75). Soft ranks (Blondel et al. 2020) are computed on the
-    row-wise min-max normalised similarities scaled by N - 1, so ``rank_strength`` is in units
-    of the average gap between neighbors. If every neighbor's soft rank is above k (e.g. all
-    points tied), k is raised to just above the best neighbor's rank so at least one neighbor
-    keeps weight.
+    similarities rescaled so that the average gap between neighbors is 1, so ``rank_strength``
+    is in gap units. If every neighbor's soft rank is above k (e.g. all points tied), k is
+    raised to just above the best one so at least one neighbor keeps weight.
 
-    **Memory-bank inference.** The learned quantity is the fraction :math:`\sigma(\theta)`; with
-    M stored points the head keeps the :math:`\lfloor \max(\sigma(\theta)(M-1), 1) \rfloor + 1`
-    most similar ones (hard ranks: the limit of soft ranks as the strength goes to 0) and takes
-    the softmax of their similarities. The q-rank transition is dropped there, as it is a
-    vanishing fraction of M; the selection is an exact streaming radix select, so peak memory
-    does not depend on M.
+    **Memory-bank inference.** With M stored points and the training set size n, the head keeps
+    ``k M / n`` points with a transition of ``q M / n`` hard ranks: the same fraction of the
+    neighbor set as in training, with the same relative transition. With ``M = n`` this is the
+    training computation in the hard-rank limit. The candidates come from a streaming top-k, so
+    memory is O(Q (k M / n + chunk)).
 
     Parameters
     ----------
     in_features : int
     target_dim : int, default 1
-    similarity : Similarity, default NegSquaredL2()
-    k : {"global", "instance"}, default "global"
-    k_init : float in (0, 1), default 0.1
-        Initial fraction of the neighbor set kept.
+    similarity : Similarity, default NegL2()
+    k : {"global", "instance"} or KFraction, default "global"
+    k_init : float in (0, 1), default 0.5
+        Initial fraction of the neighbor set kept (``sigmoid(0)``, Algorithm 1's implied start).
+    k_lr_scale : float, default 1.0
+        Learning-rate multiplier of k.
     q : float, default 4.0
     t : float, default 0.75
     rank_strength : float, default 1.0
@@ -465,7 +512,7 @@ class DiffKNN(_NeighborHead):
     """
 
     def __init__(self, in_features: int, target_dim: int = 1, *, similarity: Similarity | None = None,
-                 k: str = "global", k_init: float = 0.1, q: float = 4.0, t: float = 0.75,
+                 k="global", k_init: float = 0.5, k_lr_scale: float = 1.0, q: float = 4.0, t: float = 0.75,
                  rank_strength: float = 1.0, chunk_size: int = 4096, query_chunk_size: int = 1024):
         super().__init__(in_features, target_dim, similarity, chunk_size, query_chunk_size)
         if not q > 0:
@@ -474,55 +521,85 @@ class DiffKNN(_NeighborHead):
             raise ValueError(f"t must be > 0, got {t}")
         if not rank_strength > 0:
             raise ValueError(f"rank_strength must be > 0, got {rank_strength}")
-        self.k_fraction = _KFraction(k, in_features, k_init)
+        if not 0.0 < float(k_init) < 1.0:
+            raise ValueError(f"k_init must be in (0, 1), got {k_init}")
+        if isinstance(k, KFraction):
+            self.k_fraction = k
+        elif k == "global":
+            self.k_fraction = KFraction(None, k_init, k_lr_scale)
+        elif k == "instance":
+            self.k_fraction = KFraction(in_features, k_init, k_lr_scale)
+        else:
+            raise ValueError(f"unknown k parameterization {k!r}; expected 'global', 'instance' or a KFraction")
         self.q, self.t, self.rank_strength = float(q), float(t), float(rank_strength)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, target_dim={self.target_dim}, k={self.k_fraction.kind!r}, " \
+        kind = "instance" if self.k_fraction.instance_wise else "global"
+        return f"in_features={self.in_features}, target_dim={self.target_dim}, k={kind!r}, " \
                f"q={self.q}, t={self.t}, rank_strength={self.rank_strength}"
+
+    def _soft_ranks(self, s: Tensor) -> Tensor:
+        """0-based soft ranks (Q, n) of each row's similarities ``s``, most similar first."""
+        n = s.shape[1]
+        # the rescaling only sets the unit of rank_strength (the average gap between a row's
+        # neighbors), so it is a constant for autograd: the ranks move with s alone
+        lo, hi = s.detach().min(1).values, s.detach().max(1).values
+        rng = (hi - lo).clamp_min(_range_floor(s.dtype))[:, None]
+        x = (hi[:, None] - s) / rng * max(n - 1, 1)  # best 0, worst n - 1: unit average gap
+        return soft_rank(x, self.rank_strength) - 1.0
+
+    def _k(self, z: Tensor, n: int) -> Tensor:
+        """Algorithm 1's ``k = max(sigma(theta) n, 1)``, (N, 1) or (1, 1), at most n."""
+        return torch.clamp(self.k_fraction(z) * n, min=1.0, max=float(n))
 
     def neighbor_weights(self, z: Tensor) -> Tensor:
         """Training-time weights ``p`` (N, N) over the rest of the batch (diagonal = 0)."""
         n = z.shape[0]
+        p_others, cols = self._others_weights(z)
+        return torch.zeros(n, n, dtype=p_others.dtype, device=z.device).scatter(1, cols, p_others)
+
+    def _others_weights(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Weights over the N - 1 other samples (N, N - 1) and their column indices (N, N - 1)."""
+        n = z.shape[0]
         sim = self.similarity(z, z)
-        self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-        lo, hi = self._others_min_max(sim, self_mask)
-        rng = (hi - lo).clamp_min(_range_floor(sim.dtype))[:, None]
-        x = (hi[:, None] - sim) / rng * (n - 1)  # best neighbor 0, worst n - 1
-        x = torch.where(self_mask, torch.full_like(x, float(n)), x)  # self: the worst rank
-        ranks = soft_rank(x, self.rank_strength) - 1.0
-        k = torch.clamp_min(self.k_fraction(z) * (n - 1), 1.0)
-        best = ranks.masked_fill(self_mask, float("inf")).min(1, keepdim=True).values.detach()
-        k = torch.maximum(k, best + 1e-3)
-        k = torch.minimum(k, torch.full_like(k, float(n - 1)))
+        off = ~torch.eye(n, dtype=torch.bool, device=z.device)
+        cols = torch.arange(n, device=z.device).expand(n, n)[off].view(n, n - 1)
+        s = sim[off].view(n, n - 1)
+        ranks = self._soft_ranks(s)
+        k = self._k(z, n - 1)
+        best = ranks.min(1, keepdim=True).values.detach()
+        k = torch.minimum(torch.maximum(k, best + 1e-3), torch.full_like(k, float(n - 1)))
         w = knn_step_weights(ranks, k, n - 1, self.q, self.t)
-        return torch.softmax(_masked_log_weight_logits(sim, w, ~self_mask), dim=-1)
+        return torch.softmax(_masked_log_weight_logits(s, w), dim=-1), cols
 
-    def loss(self, z: Tensor, y: Tensor) -> LossOutput:
-        self._check_batch(z, y, self.target_dim)
-        pred = self.neighbor_weights(z) @ y.to(z.dtype)
-        mse = F.mse_loss(pred, y.to(z.dtype))
-        return LossOutput(mse, {"mse": mse.detach()})
-
-    def kept_neighbors(self, zq: Tensor, memory_size: int) -> Tensor:
-        """Number of stored points each query keeps at inference, ``floor(max(frac (M-1), 1)) + 1``
-        capped at M (int64, shape (Q,))."""
-        frac = self.k_fraction(zq).expand(zq.shape[0], 1)[:, 0]
-        k = torch.clamp_min(frac * (memory_size - 1), 1.0).floor().to(torch.int64)
-        return torch.clamp_max(k, memory_size - 1) + 1
+    def _candidates(self, zq: Tensor, mz: Tensor) -> tuple[Tensor, Tensor]:
+        """Inference weights over each query's candidates (Q, K) and their memory indices (Q, K)."""
+        M = mz.shape[0]
+        n = self._train_set_size(M)
+        scale = M / n
+        k = self._k(zq, n) * scale
+        k = k.expand(zq.shape[0], 1)
+        q = self.q * scale
+        K = min(M, int(math.ceil(float(k.detach().max()) + q)) + 1)
+        top, idx = streaming_topk(lambda a, b: self.similarity(zq, mz[a:b]), M, K, self.chunk_size)
+        ranks = torch.arange(K, dtype=zq.dtype, device=zq.device).expand_as(top)
+        w = knn_step_weights(ranks, k.clamp_max(float(M)), M, q, self.t)
+        return torch.softmax(_masked_log_weight_logits(top, w), dim=-1), idx
 
     def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
-        n = mz.shape[0]
+        p, idx = self._candidates(zq, mz)
+        return torch.einsum("qk,qkm->qm", p, my[idx])
 
-        def sims(start: int, stop: int) -> Tensor:
-            return self.similarity(zq, mz[start:stop])
+    def _dense_weights(self, zq: Tensor, mz: Tensor) -> Tensor:
+        p, idx = self._candidates(zq, mz)
+        return torch.zeros(zq.shape[0], mz.shape[0], dtype=p.dtype, device=p.device).scatter(1, idx, p)
 
-        kth = self.kept_neighbors(zq, n) - 1
-        thr = streaming_kth_largest(sims, n, kth, self.chunk_size)
-        neg = _neg_big(zq.dtype)
+    def kept_neighbors(self, zq: Tensor, memory_size: int) -> Tensor:
+        """Number of stored points each query gives a non-zero weight at inference, shape (Q,)."""
+        n = self._train_set_size(memory_size)
+        scale = memory_size / n
+        k = (self._k(zq, n) * scale).expand(zq.shape[0], 1)[:, 0]
+        return torch.clamp_max(torch.ceil(k + self.q * scale), memory_size).to(torch.int64)
 
-        def logits(start: int, stop: int) -> Tensor:
-            s = sims(start, stop)
-            return torch.where(float_order_keys(s) >= thr[:, None], s, torch.full_like(s, neg))
-
-        return streaming_softmax_average(logits, my, self.chunk_size)
+    def _param_summary(self, z: Tensor) -> dict[str, float]:
+        return {"k_frac": self.k_fraction(z).mean().item()}

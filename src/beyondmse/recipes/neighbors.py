@@ -1,21 +1,25 @@
 """Recipes of the neighbor family (SoftStep paper): NCA, NCA + SoftStep, differentiable kNN, sparsemax NCA.
 
-Every recipe uses an MLP trunk of hidden size 200 ending in a linear embedding layer
-(``embedding_dim``, default 64; the paper tuned 25-100) and mini-batches of 32, the paper's
-defaults. Knobs:
+The trunk and trainer are the shared ones (:mod:`beyondmse.recipes.base`), so a neighbor head
+is compared with ``ls`` on the same trunk, batch size, budget and selection metric. Knobs:
 
 ``similarity``
-    ``"l2"`` (negative squared Euclidean, default), ``"cosine"`` or ``"rbf"``.
-``rbf_bandwidth``, ``learn_bandwidth``
-    RBF kernel width and whether it is learned (only with ``similarity="rbf"``).
+    ``"l2"``: negative Euclidean distance (the paper's "negative l2 distance", default),
+    ``"l2sq"``: negative squared distance, ``"cosine"``, or ``"rbf"`` (Gaussian kernel over a
+    learned temperature; see :class:`beyondmse.similarity.RBF`).
 ``l2_scale``, ``learn_scale``
-    Factor on the negative squared distance and whether it is learned (``similarity="l2"``;
-    default 1, fixed, as in the paper).
+    Factor on the (squared) distance and whether it is learned (``"l2"``, ``"l2sq"``; default 1,
+    fixed, as in the paper).
+``rbf_bandwidth``, ``learn_bandwidth``, ``rbf_temperature``, ``learn_temperature``
+    RBF kernel width and softmax temperature, and whether each is learned.
 ``softstep_l0``, ``softstep_u0``, ``softstep_t``
-    Initial SoftStep parameters (NCA + SoftStep recipes).
+    Initial SoftStep parameters (NCA + SoftStep), default 0.5 each: ``sigmoid(0)``, the one
+    initialisation of :mod:`beyondmse.heads.softstep_params`.
+``softstep_lr_scale``, ``k_lr_scale``
+    Learning-rate multipliers of the SoftStep parameters and of DiffKNN's k.
 ``k_init``, ``rank_strength``, ``q``, ``t``
-    DiffKNN: initial k as a fraction of the neighbor set, soft-rank strength, transition width
-    and sharpness.
+    DiffKNN: initial kept fraction (0.5, ``sigmoid(0)``), soft-rank strength (average-gap
+    units), transition width (ranks) and sharpness (the paper's q = 4, t = 0.75).
 ``chunk_size``
     Memory-bank block size at inference.
 """
@@ -24,22 +28,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..similarity import make_similarity
 from ..heads.neighbors import NCA, DiffKNN
+from ..heads.softstep_params import DEFAULT_INIT
+from ..normalizers import Softmax, Sparsemax
+from ..similarity import make_similarity
 from .base import Recipe, register
 
 FAMILY = "neighbors"
 PLOTS = "beyondmse.plots.neighbors"
 
-_COMMON = {"similarity": "l2", "rbf_bandwidth": 1.0, "learn_bandwidth": False, "l2_scale": 1.0, "learn_scale": False,
-           "chunk_size": 4096}
-_SOFTSTEP = {"softstep_l0": 0.5, "softstep_u0": 0.5, "softstep_t": 0.5}
-_DKNN = {"k_init": 0.1, "rank_strength": 1.0, "q": 4.0, "t": 0.75}
+_COMMON = {"similarity": "l2", "l2_scale": 1.0, "learn_scale": False, "rbf_bandwidth": 1.0, "learn_bandwidth": False,
+           "rbf_temperature": 0.1, "learn_temperature": True, "chunk_size": 4096}
+_SOFTSTEP = {"softstep_l0": DEFAULT_INIT[0], "softstep_u0": DEFAULT_INIT[1], "softstep_t": DEFAULT_INIT[2],
+             "softstep_lr_scale": 1.0}
+_DKNN = {"k_init": 0.5, "k_lr_scale": 1.0, "rank_strength": 1.0, "q": 4.0, "t": 0.75}
 
 
 #: ``--tune`` ranges of the family's knobs (the similarity scale, SoftStep's initial (l, u), DiffKNN's k)
 _SEARCH = {"l2_scale": ("log", 0.3, 100.0), "softstep_l0": ("float", 0.05, 0.95),
-           "softstep_u0": ("float", 0.05, 0.95), "k_init": ("log", 0.01, 0.5)}
+           "softstep_u0": ("float", 0.05, 0.95), "k_init": ("float", 0.05, 0.95)}
 
 
 def _search(knobs: dict[str, Any]) -> dict[str, tuple]:
@@ -48,24 +55,26 @@ def _search(knobs: dict[str, Any]) -> dict[str, tuple]:
 
 def _similarity(k: dict[str, Any]):
     if k["similarity"] == "rbf":
-        return make_similarity("rbf", bandwidth=k["rbf_bandwidth"], learnable=bool(k["learn_bandwidth"]))
-    if k["similarity"] == "l2":
-        return make_similarity("l2", scale=k["l2_scale"], learnable=bool(k["learn_scale"]))
+        return make_similarity("rbf", bandwidth=k["rbf_bandwidth"], learnable=bool(k["learn_bandwidth"]),
+                               temperature=k["rbf_temperature"], learn_temperature=bool(k["learn_temperature"]))
+    if k["similarity"] in ("l2", "l2sq"):
+        return make_similarity(k["similarity"], scale=k["l2_scale"], learnable=bool(k["learn_scale"]))
     return make_similarity(k["similarity"])
 
 
-def _nca(softstep, normalization="softmax"):
+def _nca(softstep, normalizer=Softmax):
     def make(d: int, m: int, k: dict[str, Any]):
-        init = (k.get("softstep_l0", 0.5), k.get("softstep_u0", 0.5), k.get("softstep_t", 0.5))
-        return NCA(d, m, similarity=_similarity(k), softstep=softstep, normalization=normalization,
-                   softstep_init=init, chunk_size=int(k["chunk_size"]))
+        init = tuple(k.get(f"softstep_{p}", v) for p, v in zip(("l0", "u0", "t"), DEFAULT_INIT))
+        return NCA(d, m, similarity=_similarity(k), normalizer=normalizer(), softstep=softstep,
+                   softstep_init=init, softstep_lr_scale=float(k.get("softstep_lr_scale", 1.0)),
+                   chunk_size=int(k["chunk_size"]))
     return make
 
 
 def _dknn(kind):
     def make(d: int, m: int, k: dict[str, Any]):
-        return DiffKNN(d, m, similarity=_similarity(k), k=kind, k_init=k["k_init"], q=k["q"], t=k["t"],
-                       rank_strength=k["rank_strength"], chunk_size=int(k["chunk_size"]))
+        return DiffKNN(d, m, similarity=_similarity(k), k=kind, k_init=k["k_init"], k_lr_scale=float(k["k_lr_scale"]),
+                       q=k["q"], t=k["t"], rank_strength=k["rank_strength"], chunk_size=int(k["chunk_size"]))
     return make
 
 
@@ -80,4 +89,4 @@ register(Recipe("dknn-softstep-g", FAMILY, "differentiable kNN, soft ranks + lea
 register(Recipe("dknn-softstep-i", FAMILY, "differentiable kNN, soft ranks + per-instance k (SoftStep Alg. 1)",
                 _dknn("instance"), knobs={**_COMMON, **_DKNN}, plots=PLOTS, search=_search(_DKNN)))
 register(Recipe("nca-sparsemax", FAMILY, "NCA with sparsemax instead of softmax (entmax)",
-                _nca(None, "sparsemax"), knobs=dict(_COMMON), plots=PLOTS, search=_search(_COMMON)))
+                _nca(None, Sparsemax), knobs=dict(_COMMON), plots=PLOTS, search=_search(_COMMON)))
