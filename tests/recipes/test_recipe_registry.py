@@ -103,7 +103,7 @@ def test_suites_and_report_pick_up_the_new_recipe(new_family, tmp_path):
     assert "toy-head" in {r.method for r in load_suite_file(toml).runs}
 
     store = ResultStore(tmp_path / "res.sqlite")
-    result = run_suite(suite, store, progress=False, diagnostics=False)
+    result = run_suite(suite, store, progress=False, diagnostics=False, threads=1)
     assert result.failed == 0
     rep = write_report(store, tmp_path / "rep")
     md = rep["report"].read_text()

@@ -170,6 +170,11 @@ class _Progress:
 
 
 def default_threads(jobs: int) -> int:
+    """Threads per run: an explicit ``OMP_NUM_THREADS`` wins (a shared machine asks for 1: torch's
+    pool thrashes under load); otherwise the cores shared out among the ``jobs`` runs."""
+    explicit = os.environ.get("OMP_NUM_THREADS", "")
+    if explicit.isdigit() and int(explicit) >= 1:
+        return int(explicit)
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
