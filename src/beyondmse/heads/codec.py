@@ -5,10 +5,12 @@ The model of Stewart, Bach & Berthet [1, 2]: a target encoder :math:`\\psi : \\m
 followed by the k-way linear layer ``g`` of this head), a decoder :math:`\\mu \\in
 \\mathbb{R}^{k \\times m}` and the prediction :math:`\\hat y = \\mu^\\top \\pi_\\theta(x)`.
 
-:class:`Codec` is the base class; each codec is a subclass that overrides two hooks,
-:meth:`Codec.encode` (the soft labels :math:`\\psi(y)`) and :meth:`Codec.objective` (the
-training loss given the classifier's logits). Build one by name with :meth:`Codec.for_mode`
-(the registry :data:`CODECS` maps names to classes):
+:class:`Codec` is the base class; each codec is a subclass that overrides two hooks: the
+encoder ``_encode`` behind :meth:`Codec.encode` (the soft labels :math:`\\psi(y)` of clipped
+targets) and :meth:`Codec.objective` (the training loss given the classifier's logits; by
+default the KL to the soft labels). Nothing in ``forward`` or ``loss`` switches on a name.
+Build one by name with :meth:`Codec.for_mode` (the registry :data:`CODECS` maps names to
+classes):
 
 ====================  ===============================================  ===================
 name (class)          training objective                               decoder ``mu``
