@@ -68,3 +68,24 @@ def test_recipes_registered_with_family():
         assert RECIPES[name].knobs["k"] == 25
     model, _ = build_model("hard-bin", 6, 1, {"k": 5})
     assert model.head.k == 5 and model.head.g.in_features == DEFAULT_MLP["embedding_dim"]  # the shared trunk
+
+
+def test_each_recipe_builds_its_codec_class():
+    from beyondmse.heads.codec import CODECS
+    from beyondmse.recipes import methods_in_family
+
+    assert set(methods_in_family("codec")) == set(CODECS)
+    for name in methods_in_family("codec"):
+        model, _ = build_model(name, 6, 1, {"k": 5})
+        assert type(model.head) is CODECS[name] and model.head.mode == name
+
+
+def test_paper_lambda_kl_table():
+    from beyondmse.recipes.codec import paper_lambda_kl
+
+    # Beyond Binning, Table 6 (lambda_pred = 1)
+    assert paper_lambda_kl("wine_quality-num", 25) == 0.316
+    assert paper_lambda_kl("elevators-num", 25) == 0.147
+    assert paper_lambda_kl("retinamnist", 15) == 3.163
+    assert paper_lambda_kl("cpu_act-num", 15) == 0.068
+    assert paper_lambda_kl("some-other-set", 25) == 0.068  # the papers' most frequent value
