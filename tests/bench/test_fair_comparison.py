@@ -48,8 +48,8 @@ def test_an_override_is_recorded_and_the_baseline_runs_on_its_footing(tmp_path):
     path.write_text(textwrap.dedent("""
         datasets = ["wine_quality-num"]
         methods = ["ls"]
-        seeds = [0, 1]
-        epochs = 2
+        seeds = [0]
+        epochs = 1
         [[grid]]
         method = "nca"
         batch_size = 64
@@ -127,14 +127,14 @@ def test_tuning_gives_every_method_exactly_n_trials(tmp_path):
     from beyondmse.bench.tune import tune_suite
 
     store = ResultStore(tmp_path / "t.sqlite")
-    suite = adhoc_suite([toy()], ["ls", "huber", "sk-ridge", "sk-knn"], seeds=2, epochs=1)
+    suite = adhoc_suite([toy()], ["ls", "huber", "sk-ridge", "sk-knn", "sk-hgb"], seeds=2, epochs=1)
     tuned = tune_suite(suite, 3, store, log=lambda m: None)
     studies = optuna.get_all_study_summaries(storage=f"sqlite:///{store.path}")
-    assert sorted(s.study_name.split(":")[2] for s in studies) == ["huber", "ls", "sk-knn", "sk-ridge"]
+    assert sorted(s.study_name.split(":")[2] for s in studies) == ["huber", "ls", "sk-hgb", "sk-knn", "sk-ridge"]
     assert all(s.n_trials == 3 for s in studies)
     # default and tuned runs side by side, every seed
     tags = sorted((r.method, r.tag) for r in tuned.runs)
-    assert tags == sorted([(m, t) for m in ("ls", "huber", "sk-ridge", "sk-knn") for t in ("", "tuned")] * 2)
+    assert tags == sorted([(m, t) for m in ("ls", "huber", "sk-ridge", "sk-knn", "sk-hgb") for t in ("", "tuned")] * 2)
     knn = next(r for r in tuned.runs if r.method == "sk-knn" and r.tag)
     assert 1 <= knn.params["n_neighbors"] <= 64
     run_suite(tuned, store, progress=False, diagnostics=False, threads=1)
@@ -143,6 +143,9 @@ def test_tuning_gives_every_method_exactly_n_trials(tmp_path):
     # a tuned peer keeps the value the search chose (no second selection on top)
     rec = next(r for r in store.rows() if r["method"] == "sk-knn" and r["tag"] == "tuned")
     assert rec["params"]["n_neighbors"] == knn.params["n_neighbors"]
+    # the report says how the best tuned deep recipe fares against tuned gradient boosting
+    md = write_report(store, tmp_path / "rep", family=False)["report"].read_text()
+    assert "fair-toy (tuned):" in md and "`ls [tuned]`" in md
 
 
 def test_dataset_preset_is_applied_by_run_and_disabled_by_protocol_default(tmp_path, shared_data):

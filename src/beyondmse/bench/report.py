@@ -87,14 +87,26 @@ def _best(rows: Sequence[dict], metric: str) -> float:
     return min(vals) if lower_is_better(metric) else max(vals)
 
 
+def gbm_sentences(rows: Sequence[dict], dataset: str, metric: str = "mae",
+                  records: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+    """:func:`gbm_sentence` for the default runs and, when the store has tuned runs, for the
+    best tuned deep recipe against tuned gradient boosting."""
+    out = [gbm_sentence(rows, dataset, metric, records)]
+    if any(r["dataset"] == dataset and r.get("tag") == "tuned" for r in rows):
+        out.append(gbm_sentence(rows, dataset, metric, records, tag="tuned"))
+    return [s for s in out if s]
+
+
 def gbm_sentence(rows: Sequence[dict], dataset: str, metric: str = "mae",
-                 records: Sequence[Mapping[str, Any]] | None = None) -> str:
+                 records: Sequence[Mapping[str, Any]] | None = None, tag: str | None = None) -> str:
     """Plain words: does gradient boosting or the best deep recipe win on ``dataset``?
 
     With ``records`` the two are compared by a paired t-test over seeds, and a difference that
-    is not significant at 5% is called a tie.
+    is not significant at 5% is called a tie. ``tag`` compares the runs of that variant only
+    (``"tuned"``: tuned deep recipes against tuned gradient boosting); by default the untagged runs.
     """
-    sub = [r for r in rows if r["dataset"] == dataset and math.isfinite(r[f"{metric}_mean"])]
+    sub = [r for r in rows if r["dataset"] == dataset and math.isfinite(r[f"{metric}_mean"])
+           and (r.get("tag") or None) == tag]
     gbm = next((r for r in sub if r["base_method"] == GBM), None)
     deep = [r for r in sub if not r["base_method"].startswith(PEER_PREFIX)]
     if gbm is None or not deep:
@@ -114,6 +126,8 @@ def gbm_sentence(rows: Sequence[dict], dataset: str, metric: str = "mae",
         if math.isfinite(test["p_t"]):
             p_text = f" (paired t-test over {test['n']} seeds: p = {_fmt_p(test['p_t'])})"
             tie = test["p_t"] >= 0.05
+    if tag:
+        dataset = f"{dataset} ({tag})"
     if tie:
         return (f"**No clear winner on {dataset}:** the best deep recipe, `{best['method']}` ({name} {_fmt(d)}), "
                 f"and gradient boosting `{GBM}` ({name} {_fmt(g)}) differ by {rel:.1f}%, not significantly{p_text}.")
@@ -128,7 +142,7 @@ def markdown_table(rows: Sequence[dict], metrics: Sequence[str], baseline: str) 
     """One dataset's rows as a Markdown table; the best mean of each metric in bold."""
     best = {m: _best(rows, m) for m in metrics}
     head = ["method", "seeds"] + [f"{METRIC_NAMES.get(m, m)} (mean ± 2σ)" for m in metrics] + \
-           [f"{METRIC_NAMES.get(metrics[0], metrics[0])} / {baseline}", f"p vs {baseline}", "verdict", "fit s"]
+           [f"{METRIC_NAMES.get(metrics[0], metrics[0])} / baseline", "p", "verdict", "vs", "best epoch / cap", "fit s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"`{r['method']}`", str(r["n"])]
@@ -137,33 +151,77 @@ def markdown_table(rows: Sequence[dict], metrics: Sequence[str], baseline: str) 
             if math.isfinite(best[m]) and r[f"{m}_mean"] == best[m]:
                 text = f"**{text}**"
             cells.append(text)
-        cells += [_fmt(r["norm"], 3), _fmt_p(r["p_t"]), r["verdict"] or ("baseline" if r["method"] == baseline else ""),
+        cells += [_fmt(r["norm"], 3), _fmt_p(r["p_t"]), r["verdict"] or ("baseline" if r["method"] == r.get("vs") else ""),
+                  _vs_cell(r), _epoch_cell(r),
                   f"{r['fit_seconds_mean']:.2f}" if math.isfinite(r["fit_seconds_mean"]) else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def text_table(rows: Sequence[dict], metrics: Sequence[str], baseline: str,
+def _vs_cell(row: Mapping[str, Any]) -> str:
+    """Which baseline row a method was compared with, and whether it stood on the same footing."""
+    if not row.get("vs") or row["vs"] == row["method"]:
+        return ""
+    return f"`{row['vs']}`" + ("" if row.get("matched") or row.get("footing") is None else " (other trunk/trainer)")
+
+
+def _epoch_cell(row: Mapping[str, Any]) -> str:
+    """``best / cap`` of the first run, with a flag when runs stopped improving only at the cap."""
+    cfg = row.get("config") or {}
+    cap = (cfg.get("trainer") or {}).get("max_epochs")
+    best = row.get("best_epoch")
+    if cap is None or best is None:
+        return "–"
+    flag = f" ⚠ {row['cap_bound']}/{row['n']} at cap" if row.get("cap_bound") else ""
+    return f"{best} / {cap}{flag}"
+
+
+def settings_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The resolved trunk, trainer and head settings of each method (first run of each row), with
+    every setting that departs from the shared defaults and where it came from."""
+    lines = ["| method | trunk | trainer | departs from the shared defaults |", "|---|---|---|---|"]
+    seen = set()
+    for r in rows:
+        cfg = r.get("config") or {}
+        if "trunk" not in cfg or r["method"] in seen:
+            continue
+        seen.add(r["method"])
+        trunk = ", ".join(f"{k}={v}" for k, v in cfg["trunk"].items())
+        trainer = ", ".join(f"{k}={v}" for k, v in cfg["trainer"].items())
+        over = ", ".join(f"{k} ({src})" for k, src in (cfg.get("overrides") or {}).items()) or "none"
+        if cfg.get("preset"):
+            over += f"; dataset preset `{cfg['preset']}`"
+        lines.append(f"| `{r['method']}` | {trunk} | {trainer} | {over} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def text_table(rows: Sequence[dict], metrics: Sequence[str], baseline: str | None = None,
                records: Sequence[Mapping[str, Any]] | None = None) -> str:
-    """The comparison as plain text for a terminal; ``*`` marks the best mean per column."""
+    """The comparison as plain text for a terminal; ``*`` marks the best mean per column.
+
+    ``rows`` come from :func:`comparison_rows`, or from :func:`~beyondmse.bench.stats.aggregate`
+    with ``baseline=None``, which leaves out the columns that compare with a baseline.
+    """
     out = []
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         sub = [r for r in rows if r["dataset"] == ds]
         best = {m: _best(sub, m) for m in metrics}
         width = max(12, max(len(r["method"]) for r in sub) + 2)
-        head = f"{'method':<{width}}{'n':>3}" + "".join(f"{METRIC_NAMES.get(m, m) + ' ± 2σ':>22}" for m in metrics) + \
-               f"{'/' + baseline:>9}{'p':>8}  verdict"
+        head = f"{'method':<{width}}{'n':>3}" + "".join(f"{METRIC_NAMES.get(m, m) + ' ± 2σ':>22}" for m in metrics)
+        if baseline is not None:
+            head += f"{'/' + baseline:>9}{'p':>8}  verdict"
         out += [f"{ds}", head, "-" * len(head)]
         for r in sub:
             cells = ""
             for m in metrics:
                 star = "*" if math.isfinite(best[m]) and r[f"{m}_mean"] == best[m] else " "
                 cells += f"{_fmt_ms(r[f'{m}_mean'], r[f'{m}_ci2']):>21}{star}"
-            verdict = r["verdict"] or ("baseline" if r["method"] == baseline else "")
-            out.append(f"{r['method']:<{width}}{r['n']:>3}{cells}{_fmt(r['norm'], 3):>9}{_fmt_p(r['p_t']):>8}  {verdict}")
-        sentence = gbm_sentence(rows, ds, metrics[0], records).replace("**", "")
-        if sentence:
-            out.append(sentence)
+            line = f"{r['method']:<{width}}{r['n']:>3}{cells}"
+            if baseline is not None:
+                verdict = r["verdict"] or ("baseline" if r["method"] == baseline else "")
+                line += f"{_fmt(r['norm'], 3):>9}{_fmt_p(r['p_t']):>8}  {verdict}"
+            out.append(line)
+        out += [x.replace("**", "") for x in gbm_sentences(rows, ds, metrics[0], records)]
         out.append("")
     return "\n".join(out)
 
@@ -376,13 +434,9 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
     failed = store.rows(status="failed", keys=keys)
     published = list(suite.published) if suite is not None else []
     if suite is None:  # published numbers of the built-in suites the stored runs came from
-        from .suites import BB_PUBLISHED, TIGHTNESS_PUBLISHED
+        from .suites import published_for
 
-        suites = {r.get("suite") for r in records}
-        if suites & {"tightness-coords", "all"}:
-            published += TIGHTNESS_PUBLISHED
-        if suites & {"bb-tabular", "all"}:
-            published += BB_PUBLISHED
+        published += published_for({r.get("suite") for r in records}, records)
     metrics = choose_metrics(records, published)
     if baseline is None:
         baseline = suite.baseline if suite is not None else "ls"
@@ -401,7 +455,9 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
               f"- generated: {utc_now()}",
               "- numbers: test-split metrics on the scaled targets (min-max to [0, 1] on the training split "
               "unless the dataset keeps raw units); mean ± 2σ (2 sample standard deviations) over seeds; "
-              f"p: two-sided paired t-test over seeds against `{baseline}` (same splits); "
+              f"p: two-sided paired t-test over seeds against the baseline (same splits): the `{baseline}` run "
+              "on the same trunk and trainer settings when the store has one (column vs), else "
+              f"`{baseline}`; "
               "verdict at the 5% level; **bold**: best mean in the column.", ""]
     if suite is not None and suite.skipped:
         lines += ["Left out of this suite here: " + "; ".join(suite.skipped), ""]
@@ -416,8 +472,16 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
         lines += [f"### {ds}", "", f"protocol `{rec.get('protocol')}`" +
                   (f", train/val/test = {'/'.join(str(s) for s in sizes)}" if sizes else ""), "",
                   markdown_table(sub, metrics, baseline), ""]
-        sentence = gbm_sentence(rows, ds, metrics[0], records)
-        if sentence:
+        settings = settings_table(sub)
+        if settings:
+            lines += ["<details><summary>settings of each method (trunk, trainer, departures from the shared "
+                      "defaults)</summary>", "", settings, "", "</details>", ""]
+        bound = [r["method"] for r in sub if r.get("cap_bound")]
+        if bound:
+            lines += [f"⚠ best epoch within 10% of the epoch cap for {', '.join(f'`{m}`' for m in bound)}: "
+                      "these runs were still improving when the budget ran out; a larger cap may change "
+                      "their numbers.", ""]
+        for sentence in gbm_sentences(rows, ds, metrics[0], records):
             lines += [sentence, ""]
 
     if published:
@@ -425,10 +489,10 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
                   "| dataset | method | metric | paper | ours (mean ± 2σ) | ours − paper | source |",
                   "|---|---|---|---|---|---|---|"]
         for p in published:
-            r = next((r for r in rows if r["dataset"] == p.dataset and r["method"] == p.method), None)
+            r = next((r for r in rows if p.matches(r)), None)
             ours = _fmt_ms(r[f"{p.metric}_mean"], r[f"{p.metric}_ci2"]) if r and f"{p.metric}_mean" in r else "not run"
             diff = _fmt(r[f"{p.metric}_mean"] - p.value) if r and f"{p.metric}_mean" in r else "–"
-            lines.append(f"| {p.dataset} | `{p.method}` | {p.metric} | {p.value:g} | {ours} | {diff} | "
+            lines.append(f"| {p.dataset} | `{p.label}` | {p.metric} | {p.value:g} | {ours} | {diff} | "
                          f"{p.source}{' (' + p.note + ')' if p.note else ''} |")
         lines.append("")
 

@@ -10,6 +10,7 @@ quantity plotted in the regression-as-classification paper's figures.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,8 @@ def method_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
     present: dict[tuple[str, str], dict[str, int]] = {}
     count: dict[tuple[str, str], int] = {}
     for r in records:
+        if r.get("tag"):
+            continue
         group = (r["dataset"], r["method"])
         count[group] = count.get(group, 0) + 1
         for k, v in (r.get("params") or {}).items():
@@ -40,12 +43,24 @@ def method_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
                for g, n in count.items()}
     out = []
     for r in records:
+        if r.get("tag"):  # a variant (e.g. tuned settings) is named by its tag; its settings are in the report
+            out.append(f"{r['method']} [{r['tag']}]")
+            continue
         # a run that left a varying knob at its default is labelled with the value it used
         params = {**(r.get("resolved_params") or {}), **(r.get("params") or {})}
         keys = sorted(k for k in varying[(r["dataset"], r["method"])] if k in params)
         extra = " ".join(f"{k}={params[k]}" for k in keys)
         out.append(r["method"] + (f" {extra}" if extra else ""))
     return out
+
+
+def footing(record: Mapping[str, Any]) -> str | None:
+    """What a head is compared on: the run's resolved trunk and trainer settings, as one string
+    (None for a run that has no torch settings: a peer, or a store written before they were kept)."""
+    config = record.get("config") or {}
+    if "trunk" not in config or "trainer" not in config:
+        return None
+    return json.dumps({"trunk": config["trunk"], "trainer": config["trainer"]}, sort_keys=True, default=str)
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
@@ -59,7 +74,8 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
 def aggregate(records: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("mae", "rmse", "r2")) -> list[dict]:
     """Group finished runs by (dataset, method label) and summarize each metric over seeds.
 
-    Returns one row per group with ``dataset``, ``method``, ``n`` (seeds), and for each metric
+    Returns one row per group with ``dataset``, ``method`` (the label), ``base_method``,
+    ``params`` (requested) and ``resolved_params`` (as run) of its first run, ``n`` (seeds), and for each metric
     ``{m}_mean``, ``{m}_std`` (ddof=1) and ``{m}_ci2`` (2 x std, the "2-sigma" half-width), plus
     ``fit_seconds_mean``. Rows keep the order in which groups first appear.
     """
@@ -76,8 +92,13 @@ def aggregate(records: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("m
     for ds, label in order:
         rs = groups[(ds, label)]
         row: dict[str, Any] = {"dataset": ds, "method": label, "base_method": rs[0]["method"],
-                               "params": rs[0].get("params") or {}, "n": len(rs),
-                               "seeds": sorted(int(r["seed"]) for r in rs)}
+                               "params": rs[0].get("params") or {},
+                               "resolved_params": rs[0].get("resolved_params") or {}, "n": len(rs),
+                               "seeds": sorted(int(r["seed"]) for r in rs), "footing": footing(rs[0]),
+                               "config": rs[0].get("config") or {}, "tag": rs[0].get("tag"),
+                               "cap_bound": sum(bool(r.get("cap_bound")) for r in rs),
+                               "best_epoch": max((r["best_epoch"] for r in rs if r.get("best_epoch") is not None),
+                                                 default=None)}
         for m in metrics:
             mean, std, _ = mean_std((r.get("metrics") or {}).get(m, math.nan) for r in rs)
             row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_ci2"] = mean, std, 2 * std
@@ -140,6 +161,12 @@ def compare_to_baseline(records: Sequence[Mapping[str, Any]], baseline: str, met
     or "no significant difference" at the 5% level of the paired t-test; "" for the baseline).
     ``baseline`` is a method label (see :func:`method_labels`); if a dataset has no baseline run
     those keys are NaN.
+
+    Matched comparison: a row is compared with the run of the baseline *method* on the same
+    footing (identical resolved trunk and trainer settings, :func:`footing`) when the store has
+    one -- e.g. a neighbor head at batch 256 with ``ls batch_size=256`` -- and with the
+    ``baseline`` row otherwise. ``vs`` names the row compared with; ``matched`` says whether
+    the footing was the same.
     """
     rows = aggregate(records, metrics=tuple(dict.fromkeys([metric, *metrics])))
     per_seed: dict[tuple[str, str], dict[int, float]] = {}
@@ -147,19 +174,27 @@ def compare_to_baseline(records: Sequence[Mapping[str, Any]], baseline: str, met
         per_seed.setdefault((r["dataset"], label), {})[int(r["seed"])] = \
             (r.get("metrics") or {}).get(metric, math.nan)
     base_rows = {row["dataset"]: row for row in rows if row["method"] == baseline}
+    base_method = next((row["base_method"] for row in rows if row["method"] == baseline), baseline)
+    same_footing = {(row["dataset"], row["footing"]): row for row in rows
+                    if row["base_method"] == base_method and row["footing"] is not None}
+    for row in rows:  # the default baseline row wins a tie of footings
+        if row["method"] == baseline and row["footing"] is not None:
+            same_footing[(row["dataset"], row["footing"])] = row
     lower = lower_is_better(metric)
     for row in rows:
-        b = base_rows.get(row["dataset"])
+        matched = same_footing.get((row["dataset"], row["footing"])) if row["footing"] is not None else None
+        b = matched or base_rows.get(row["dataset"])
         row.update(norm=math.nan, norm_ci2=math.nan, p_t=math.nan, p_wilcoxon=math.nan, mean_diff=math.nan,
-                   n_pairs=0, verdict="")
+                   n_pairs=0, verdict="", vs="", matched=matched is not None)
         if b is None:
             continue
+        row["vs"] = b["method"]
         bm = b[f"{metric}_mean"]
         row["norm"] = row[f"{metric}_mean"] / bm if bm else math.nan
         row["norm_ci2"] = row[f"{metric}_ci2"] / abs(bm) if bm else math.nan
-        if row["method"] == baseline:
+        if row["method"] == b["method"]:
             continue
-        test = paired_test(per_seed[(row["dataset"], row["method"])], per_seed[(row["dataset"], baseline)])
+        test = paired_test(per_seed[(row["dataset"], row["method"])], per_seed[(row["dataset"], b["method"])])
         row.update(p_t=test["p_t"], p_wilcoxon=test["p_wilcoxon"], mean_diff=test["mean_diff"], n_pairs=test["n"])
         if math.isfinite(test["p_t"]) and test["p_t"] < 0.05:
             better = test["mean_diff"] < 0 if lower else test["mean_diff"] > 0
