@@ -51,19 +51,16 @@ def _make_ph(k: dict[str, Any]) -> PHReg:
                  max_points=k["ph_reg_max_points"])
 
 
-SUFFIXES = {
-    "rot": register(RegularizerSpec(
-        "rot", "ROT-Reg: align self entropic OT plans of features and targets (Zhang et al. 2025)",
-        _make_rot, knobs=SUFFIX_KNOBS["rot"], search=SUFFIX_SEARCH["rot"])),
-    "ranksim": register(RegularizerSpec(
-        "ranksim", "RankSim: rank-similarity of features vs labels, blackbox-solver gradient (Gong et al. 2022)",
-        _make_ranksim, knobs=SUFFIX_KNOBS["ranksim"], search=SUFFIX_SEARCH["ranksim"])),
-    "oe": register(RegularizerSpec(
-        "oe", "Ordinal Entropy: label-weighted feature diversity + tightness (Zhang et al. 2023)",
-        _make_oe, knobs=SUFFIX_KNOBS["oe"], search=SUFFIX_SEARCH["oe"])),
-    "ph-reg": register(RegularizerSpec(
-        "ph-reg", "PH-Reg: 0-dim persistent-homology topology + intrinsic-dimension terms (Zhang et al. 2024)",
-        _make_ph, knobs=SUFFIX_KNOBS["ph-reg"], search=SUFFIX_SEARCH["ph-reg"])),
+_SUMMARIES = {
+    "rot": "ROT-Reg: align self entropic OT plans of features and targets (Zhang et al. 2025)",
+    "ranksim": "RankSim: rank-similarity of features vs labels, blackbox-solver gradient (Gong et al. 2022)",
+    "oe": "Ordinal Entropy: label-weighted feature diversity + tightness (Zhang et al. 2023)",
+    "ph-reg": "PH-Reg: 0-dim persistent-homology topology + intrinsic-dimension terms (Zhang et al. 2024)",
 }
+_MAKERS = {"rot": _make_rot, "ranksim": _make_ranksim, "oe": _make_oe, "ph-reg": _make_ph}
+
+SUFFIXES = {name: register(RegularizerSpec(name, _SUMMARIES[name], make, knobs=SUFFIX_KNOBS[name],
+                                           search=SUFFIX_SEARCH[name]))
+            for name, make in _MAKERS.items()}
 
 __all__ = ["SUFFIXES", "SUFFIX_KNOBS"]
