@@ -289,6 +289,24 @@ def plot_by_dataset(rows: Sequence[dict], path: Path, metric: str = "mae") -> Pa
     return path
 
 
+def _panel_grid(plt, n: int, size: tuple[float, float]):
+    """A figure with one panel per dataset, three to a row."""
+    ncol = min(3, n)
+    nrow = math.ceil(n / ncol)
+    return plt.subplots(nrow, ncol, figsize=(size[0] * ncol, size[1] * nrow), squeeze=False)
+
+
+def _save_panels(plt, fig, axes, n: int, path: Path) -> Path:
+    """Blank the unused panels, put the legend on the first, write the PNG and close the figure."""
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_k_sweep(records: Sequence[Mapping[str, Any]], path: Path, baseline: str, metric: str = "mae",
                  key: str = "k") -> Path | None:
     """Error vs number of classes k for every method run at several k; None if there is no sweep."""
@@ -311,9 +329,7 @@ def plot_k_sweep(records: Sequence[Mapping[str, Any]], path: Path, baseline: str
     datasets = list(dict.fromkeys(g[0] for g in groups))
     methods = list(dict.fromkeys(g[1] for g in groups))
     colors = _colors(methods)
-    ncol = min(3, len(datasets))
-    nrow = math.ceil(len(datasets) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    fig, axes = _panel_grid(plt, len(datasets), (4.2, 3.4))
     for ax, ds in zip(axes.flat, datasets):
         for m in methods:
             sweep = groups.get((ds, m))
@@ -328,13 +344,7 @@ def plot_k_sweep(records: Sequence[Mapping[str, Any]], path: Path, baseline: str
         ax.set_xlabel(f"number of classes {key}")
         ax.set_ylabel(f"test {METRIC_NAMES.get(metric, metric)}")
         ax.set_title(ds, fontsize=9)
-    for ax in list(axes.flat)[len(datasets):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_panels(plt, fig, axes, len(datasets), path)
 
 
 def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
@@ -350,9 +360,7 @@ def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Pa
     datasets = list(dict.fromkeys(g[0] for g in curves))
     labels = list(dict.fromkeys(g[1] for g in curves))
     colors = _colors(labels)
-    ncol = min(3, len(datasets))
-    nrow = math.ceil(len(datasets) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.5 * nrow), squeeze=False)
+    fig, axes = _panel_grid(plt, len(datasets), (4.6, 3.5))
     for ax, ds in zip(axes.flat, datasets):
         for lab in labels:
             runs = curves.get((ds, lab))
@@ -364,13 +372,7 @@ def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Pa
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation MAE (mean over seeds)")
         ax.set_title(ds, fontsize=9)
-    for ax in list(axes.flat)[len(datasets):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_panels(plt, fig, axes, len(datasets), path)
 
 
 def family_figures(records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], list[str], list[str]]:
