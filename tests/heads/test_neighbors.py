@@ -328,30 +328,27 @@ def test_softstep_parameters_learn_sparsity_where_it_helps(name):
     # so the loss falls by keeping fewer of them. Only the head trains; its sparsity parameters
     # must receive gradients and move towards keeping fewer neighbors.
     g = torch.Generator().manual_seed(11)
-    x = torch.rand(512, 1, generator=g) * 2 - 1
+    x = torch.rand(256, 1, generator=g) * 2 - 1
     y = (x > 0).float() + 0.3 * x
-    head = CONFIGS[name](1)
-    head.similarity = NegL2(scale=3.0)
+
+    def fresh():
+        head = CONFIGS[name](1)
+        head.similarity = NegL2(scale=3.0)
+        head.loss(x[:48], y[:48])  # batches of 48
+        head.fit_memory(x, y)
+        return head
+
+    head, start = fresh(), fresh().diagnostics(batches=8)
     opt = torch.optim.Adam(head.parameters(), lr=0.05)
-    head.fit_memory(x, y)
-    before = head.diagnostics(x[:64], batches=8) if int(head.fit_neighbors) else None
     losses = []
-    for _ in range(120):
-        idx = torch.randperm(512, generator=g)[:64]
+    for _ in range(60):
+        idx = torch.randperm(256, generator=g)[:48]
         loss = head.loss(x[idx], y[idx]).total
         opt.zero_grad()
         loss.backward()
-        grads = [p.grad for p in head.parameters()]
-        assert all(gr is not None and gr.abs().sum() > 0 for gr in grads)
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
         opt.step()
         losses.append(loss.item())
-    assert before is None
-    with torch.no_grad():
-        after = head.diagnostics(x[:64], batches=8)
-        head2 = CONFIGS[name](1)  # the untrained head, same initialisation
-        head2.similarity = NegL2(scale=3.0)
-        head2.loss(x[:64], y[:64])
-        head2.fit_memory(x, y)
-        start = head2.diagnostics(x[:64], batches=8)
-    assert sum(losses[-20:]) < 0.8 * sum(losses[:20]), (losses[:3], losses[-3:])
+    after = head.diagnostics(batches=8)
+    assert sum(losses[-10:]) < 0.8 * sum(losses[:10]), (losses[:3], losses[-3:])
     assert after["kept_frac_train"] < 0.7 * start["kept_frac_train"], (start, after)

@@ -284,15 +284,26 @@ class _NeighborHead(Head):
         mse = F.mse_loss(pred, y)
         return LossOutput(mse, {"mse": mse.detach()})
 
-    # -- diagnostics ------------------------------------------------------------------------
+    # -- hooks the Trainer and the run record call -----------------------------------------
+    def no_weight_decay(self) -> list[str]:
+        """The sparsity parameters (SoftStep's, DiffKNN's k) are exempt from weight decay: their
+        gradient is small and noisy, and an L2 pull would hold them at their initial 0.5."""
+        return [name for name, _ in self.named_parameters() if name.startswith(("softstep.", "k_fraction."))]
+
+    def fit_summary(self, y_val: Tensor | None = None) -> dict[str, float]:
+        """The run record's ``head`` entry: :meth:`diagnostics` on held-out memory rows."""
+        return self.diagnostics()
+
     @torch.no_grad()
-    def diagnostics(self, z: Tensor, *, batches: int = 8, max_queries: int = 256,
-                             seed: int = 0) -> dict[str, float]:
+    def diagnostics(self, z: Tensor | None = None, *, batches: int = 8, max_queries: int = 256,
+                    seed: int = 0) -> dict[str, float]:
         """How many neighbors the head uses, in training and at inference, and its learned parameters.
 
         Training-mode weights are computed on ``batches`` random subsets of the memory bank of
         the training batch size (``fit_neighbors + 1``); inference weights for up to
-        ``max_queries`` rows of ``z`` (Q, d) over the whole memory.
+        ``max_queries`` rows of ``z`` (Q, d) over the whole memory. Without ``z``, that many
+        random memory rows are the queries and the rest of the memory their neighbor set (so no
+        query finds itself).
 
         Returns
         -------
@@ -300,23 +311,32 @@ class _NeighborHead(Head):
             ``kept_frac_train`` / ``kept_frac_infer``: mean fraction of the neighbor set with a
             non-zero weight; ``eff_frac_train`` / ``eff_frac_infer``: mean participation ratio
             :math:`1 / \\sum_j p_{ij}^2` as a fraction of the set; ``neighbors_train`` (n) and
-            ``neighbors_infer`` (M); plus the head's own parameters (:meth:`_param_summary`).
+            ``neighbors_infer`` (M); the learned SoftStep parameters or k fraction (means over
+            the queries).
         """
-        self._check_query(z)
-        M = self.memory_size
-        n = self._train_set_size(M)
+        if self.memory_size == 0:
+            raise ValueError(f"{type(self).__name__} has an empty memory bank: call fit_memory first")
         gen = torch.Generator().manual_seed(seed)
+        mz = self.memory_z
+        if z is None:
+            if self.memory_size < 3:
+                raise ValueError("diagnostics without queries needs a memory of at least 3 points")
+            perm = torch.randperm(self.memory_size, generator=gen).to(mz.device)
+            q = min(max_queries, self.memory_size // 2)
+            z, mz = mz[perm[:q]], mz[perm[q:]]
+        self._check_query(z)
+        M = mz.shape[0]
+        n = self._train_set_size(M)
         kept, eff = [], []
         if M >= 2:
             for _ in range(batches):
-                idx = torch.randperm(M, generator=gen)[:n + 1].to(self.memory_z.device)
-                zb = self.memory_z[idx].to(z.dtype)
-                p = self.neighbor_weights(zb)
+                idx = torch.randperm(M, generator=gen)[:n + 1].to(mz.device)
+                p = self.neighbor_weights(mz[idx].to(z.dtype))
                 off = ~torch.eye(len(idx), dtype=torch.bool, device=p.device)
                 kept.append(((p > 0) & off).sum(1).double().mean().item() / (len(idx) - 1))
                 eff.append((1.0 / (p * p).sum(1)).double().mean().item() / (len(idx) - 1))
         zq = z[:max_queries]
-        p = self.inference_weights(zq)
+        p = self._dense_weights(zq, mz.to(zq.dtype))
         out = {"kept_frac_train": float(sum(kept) / len(kept)) if kept else float("nan"),
                "kept_frac_infer": (p > 0).sum(1).double().mean().item() / M,
                "eff_frac_train": float(sum(eff) / len(eff)) if eff else float("nan"),

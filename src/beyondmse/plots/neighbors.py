@@ -15,7 +15,7 @@ import torch
 
 from ._mpl import pyplot as _plt
 
-__all__ = ["plot_softstep_curves", "plot_surfaces", "grid_points", "report_figures"]
+__all__ = ["plot_softstep_curves", "plot_surfaces", "plot_kept_fractions", "grid_points", "report_figures"]
 
 
 def grid_points(resolution: int = 80, lim: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -29,15 +29,19 @@ def grid_points(resolution: int = 80, lim: float = 1.0) -> tuple[np.ndarray, np.
 
 def plot_softstep_curves(path: str | Path, params: Sequence[tuple[float, float, float]] = (
         (0.2, 0.8, 1.0), (0.2, 0.8, 0.5), (0.2, 0.8, 0.2), (0.2, 0.8, 0.05), (0.4, 0.6, 0.5)),
-        title: str = "SoftStep(s; l, u, t)") -> Path:
-    """Plot SoftStep over s in [0, 1] for each ``(l, u, t)``; writes a PNG at ``path``."""
+        title: str = "SoftStep(s; l, u, t)", labels: Sequence[str] | None = None) -> Path:
+    """Plot SoftStep over s in [0, 1] for each ``(l, u, t)``; writes a PNG at ``path``.
+    ``labels`` (one per curve) prefix the legend entries."""
+    if labels is not None and len(labels) != len(params):
+        raise ValueError(f"got {len(labels)} labels for {len(params)} curves")
     from ..functional import softstep
 
     plt = _plt()
     s = torch.linspace(0, 1, 501, dtype=torch.float64)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for l, u, t in params:
-        ax.plot(s.numpy(), softstep(s, l, u, t).numpy(), label=f"l={l:g}, u={u:g}, t={t:g}")
+    for i, (l, u, t) in enumerate(params):
+        prefix = f"{labels[i]}: " if labels is not None else ""
+        ax.plot(s.numpy(), softstep(s, l, u, t).numpy(), label=f"{prefix}l={l:.3g}, u={u:.3g}, t={t:.3g}")
     ax.set_xlabel("normalised similarity s")
     ax.set_ylabel("weight")
     ax.set_title(title)
@@ -95,14 +99,69 @@ def plot_surfaces(path: str | Path, rows: Sequence[tuple[str, Mapping[str, np.nd
     return path
 
 
-def report_figures(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
-    """The report's hook: the SoftStep map (illustrative (l, u, t) values) when SoftStep recipes ran.
+def plot_kept_fractions(path: str | Path, rows: Sequence[tuple[str, float, float]],
+                        title: str = "fraction of neighbors kept") -> Path:
+    """Bars of the fraction of the neighbor set each head keeps in training and at inference.
 
-    The store keeps metrics, not models, so the learned parameters are not available here.
+    Parameters
+    ----------
+    path : str or Path
+    rows : sequence of (label, kept in training, kept at inference)
+        Fractions in [0, 1] (``kept_frac_train`` / ``kept_frac_infer`` of a run record's ``head``).
     """
-    methods = sorted({r["method"] for r in records if "softstep" in r["method"]})
-    if not methods:
-        return []
-    path = plot_softstep_curves(Path(out_dir) / "softstep_curves.png",
-                                title="SoftStep(s; l, u, t) of " + ", ".join(methods[:2]) + " (illustrative l, u, t)")
-    return [Path(path)]
+    if not rows:
+        raise ValueError("no kept fractions to plot")
+    plt = _plt()
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.5))
+    ax.bar(x - 0.2, [r[1] for r in rows], 0.4, label="training (batch)")
+    ax.bar(x + 0.2, [r[2] for r in rows], 0.4, label="inference (memory bank)")
+    ax.set_xticks(x)
+    ax.set_xticklabels([r[0] for r in rows], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("fraction kept")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def report_figures(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+    """The report's hook: kept fractions (training vs inference) per dataset and method, and the
+    learned SoftStep maps (mean over seeds of each method's learned ``(l0, u0, t)``), from the
+    ``head`` entry of the run records (:meth:`beyondmse.heads.NCA.fit_summary`)."""
+    out_dir = Path(out_dir)
+    paths: list[Path] = []
+    kept: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    learned: dict[str, list[tuple[float, float, float]]] = {}
+    for r in records:
+        head = r.get("head") or {}
+        if "kept_frac_train" in head and "kept_frac_infer" in head:
+            tr, inf = kept.setdefault((r["dataset"], r["method"]), ([], []))
+            tr.append(float(head["kept_frac_train"]))
+            inf.append(float(head["kept_frac_infer"]))
+        if "softstep_l0" in head:
+            learned.setdefault(r["method"], []).append(
+                (head["softstep_l0"], head["softstep_u0"], head["softstep_t"]))
+    if kept:
+        rows = [(f"{d}\n{m}", _mean(tr), _mean(inf)) for (d, m), (tr, inf) in sorted(kept.items())]
+        paths.append(plot_kept_fractions(out_dir / "neighbors_kept_fraction.png", rows,
+                                         "neighbors kept: training batch vs memory bank (mean over seeds)"))
+    if learned:
+        # the heads map l0, u0 to the curve's ends as l = l0 - eps, u = l + u0 (1 - l) (Algorithm 2)
+        curves = []
+        for method, values in sorted(learned.items()):
+            l0, u0, t = (float(np.mean([v[i] for v in values])) for i in range(3))
+            l = l0 - 1e-3
+            curves.append((l, l + u0 * (1 - l), t))
+        paths.append(plot_softstep_curves(out_dir / "softstep_curves.png", curves,
+                                          "learned SoftStep (mean over runs)", labels=sorted(learned)))
+    return paths
