@@ -290,6 +290,7 @@ class ResultStore:
             rec["cap_bound"] = extra.get("cap_bound")
             rec["config"] = extra.get("config")
             rec["tag"] = extra.get("tag")
+            rec["head"] = extra.get("head")  # the head's fit_summary (neighbor kept fractions, codec health)
             rec["epochs_run"] = extra.get("epochs")
             out.append(rec)
         return out
