@@ -61,3 +61,14 @@ def test_rot_suffix_composes_with_every_recipe(base):
 def test_suffix_that_repeats_the_recipes_own_regularizer_is_an_error():
     with pytest.raises(ValueError, match="already includes the 'rot' regularizer"):
         build_model("rot+rot", 6, 1)
+
+
+def test_rot_knobs_select_the_released_formulation():
+    model, _ = build_model("rot", 6, 1, {"rot_normalization": "released", "rot_plan_grad": "unrolled",
+                                         "rot_max_points": 200, "rot_weight": 10.0})
+    reg = model.regularizers[0]
+    assert (reg.normalization, reg.plan_grad, reg.max_points, reg.weight) == ("released", "unrolled", 200, 10.0)
+    model, _ = build_model("ls+rot", 6, 1)
+    assert (model.regularizers[0].normalization, model.regularizers[0].plan_grad) == ("mean", "none")
+    with pytest.raises(ValueError, match="normalization"):
+        build_model("rot", 6, 1, {"rot_normalization": "max"})

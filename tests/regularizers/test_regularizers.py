@@ -23,38 +23,7 @@ def _batch(n=48, d=8, m=2, seed=0, dtype=torch.float32):
     return torch.randn(n, d, generator=g, dtype=dtype), torch.rand(n, m, generator=g, dtype=dtype)
 
 
-# --------------------------------------------------------------------------- ROT-Reg
-def test_rot_is_zero_when_features_equal_targets_up_to_scale_and_rotation():
-    y = torch.rand(40, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
-    reg = ROTReg(1.0, gamma=0.1, tol=1e-9, n_iter=5000)
-    for z in (y, 5.0 * y, 0.01 * y @ q + 2.0):
-        assert float(reg(z, y)) < 1e-7
-    z = torch.randn(40, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    assert float(reg(z, y)) > 1e-3
-
-
-def test_rot_penalty_matches_equation_9():
-    z, y = _batch(20, 4, 1, dtype=torch.float64)
-    reg = ROTReg(2.0, gamma=0.2, tol=1e-10, n_iter=5000)
-    cz, tz, ty = reg.plans(z, y)
-    from beyondmse.functional import self_entropic_ot
-    raw = torch.cdist(z, z)
-    torch.testing.assert_close(cz, raw / (raw.sum() / (20 * 19)), atol=1e-9, rtol=1e-7)
-    cy = torch.cdist(y, y)
-    torch.testing.assert_close(ty, self_entropic_ot(cy / (cy.sum() / (20 * 19)), 0.2, tol=1e-10, n_iter=5000),
-                               atol=1e-9, rtol=1e-6)
-    expected = 2.0 * ((cz * ty).sum() - (cz * tz).sum()).abs()
-    torch.testing.assert_close(reg(z, y), expected)
-
-
-def test_rot_gradient_flows_through_feature_costs_only():
-    z, y = _batch(16, 4, 1)
-    z.requires_grad_()
-    y.requires_grad_()
-    ROTReg(1.0)(z, y).backward()
-    assert z.grad is not None and z.grad.abs().sum() > 0
-    assert y.grad is None
+# ROT-Reg's own tests (transcriptions of Eq. 9 and of the released code): test_rot.py
 
 
 def test_ranksim_keeps_one_sample_per_distinct_target():

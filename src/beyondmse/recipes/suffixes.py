@@ -17,7 +17,10 @@ from ..regularizers import OrdinalEntropy, PHReg, RankSim, ROTReg
 from .base import RegularizerSpec, register
 
 SUFFIX_KNOBS: dict[str, dict[str, Any]] = {
-    "rot": {"rot_weight": 1.0, "rot_gamma": 0.1, "rot_max_points": 512},
+    # rot_normalization "released" + rot_plan_grad "unrolled" + rot_max_points 200 is the
+    # authors' released formulation (ROTReg.released); see ROTReg for the differences
+    "rot": {"rot_weight": 1.0, "rot_gamma": 0.1, "rot_max_points": 512, "rot_normalization": "mean",
+            "rot_plan_grad": "none"},
     "ranksim": {"ranksim_weight": 1.0, "ranksim_lambda": 2.0, "ranksim_max_points": 256},
     "oe": {"oe_weight": 0.1, "oe_tightness_weight": 1.0},
     "ph-reg": {"ph_reg_weight": 1.0, "ph_reg_topo_weight": 1.0, "ph_reg_dim_weight": 0.1,
@@ -35,7 +38,8 @@ SUFFIX_SEARCH: dict[str, dict[str, tuple]] = {
 
 
 def _make_rot(k: dict[str, Any]) -> ROTReg:
-    return ROTReg(k["rot_weight"], gamma=k["rot_gamma"], max_points=k["rot_max_points"])
+    return ROTReg(k["rot_weight"], gamma=k["rot_gamma"], max_points=k["rot_max_points"],
+                  normalization=k["rot_normalization"], plan_grad=k["rot_plan_grad"])
 
 
 def _make_ranksim(k: dict[str, Any]) -> RankSim:

@@ -10,10 +10,13 @@ from torch import Tensor
 
 from ..checks import check_batch, check_positive
 from ..functional.distances import pairwise_distances
-from ..functional.sinkhorn import self_entropic_ot
+from ..functional.sinkhorn import KERNEL_SPACE_MAX_RATIO, self_entropic_ot
 from .base import Regularizer
 
 __all__ = ["ROTReg"]
+
+_NORMALIZATIONS = ("mean", "released")
+_PLAN_GRADS = ("none", "implicit", "unrolled")
 
 
 def _mean_off_diagonal(c: Tensor) -> Tensor:
@@ -25,54 +28,76 @@ class ROTReg(Regularizer):
     r"""ROT-Reg: align the self entropic OT plans of the embeddings and the targets (Eq. 9).
 
     For a batch of embeddings ``z`` (N, d) and targets ``y`` (N, m), with Euclidean cost
-    matrices :math:`C^Z_{ij} = \|z_i - z_j\|` and :math:`C^Y_{ij} = \|y_i - y_j\|`, the plans
+    matrices :math:`C^Z` and :math:`C^Y` (normalised, see below), the plans
     :math:`T^Z = T(C^Z)` and :math:`T^Y = T(C^Y)` of :func:`~beyondmse.functional.self_entropic_ot`
-    (uniform marginals, zero diagonal, strength ``gamma``) are computed as **constants**, and
+    (Eqs. 7-8: uniform marginals, zero diagonal, entropic strength ``gamma``) enter
 
     .. math::
 
-        L_{ot} = \big|\langle C^Z, T^Y\rangle - \langle C^Z, T^Z\rangle\big|
+        L_{ot} = \big|\langle C^Z, T^Y\rangle - \langle C^Z, T^Z\rangle\big| .
 
-    is minimised with gradients through :math:`C^Z` only. :math:`T^Z` is the plan that is
-    optimal for :math:`C^Z`; the loss is small when moving the feature manifold's mass along
-    the *target* manifold's plan costs as little as its own optimum, i.e. when the local
-    neighbourhood structure of the features follows the targets (tightness).
+    The loss is small when moving the feature manifold's mass along the *target* manifold's
+    plan costs as little as along its own plan, i.e. when the local neighbourhood structure of
+    the features follows the targets (tightness). :math:`T^Y` is a constant.
 
-    **Cost normalisation.** The entropic plan depends on ``gamma`` only through the ratio
-    ``gamma / scale(C)``. Each cost matrix is therefore divided by the mean of its
-    off-diagonal entries before solving (and :math:`C^Z` is also used normalised in the loss,
-    with the gradient flowing through the normalisation, which makes :math:`L_{ot}`
-    invariant to rescaling ``z``). ``gamma`` is thus relative to the mean pairwise distance:
-    ``gamma = 0.1`` (the paper's age-estimation setting) means an entropic temperature of a
-    tenth of the average distance, whatever the units of ``y`` or the scale of ``z``. Smaller
-    values give sharper, more local plans but need more Sinkhorn iterations (about
-    ``1/gamma``); values below 0.01 rarely converge within ``n_iter`` and then trigger a
-    single warning. On the coordinate tasks, validation chose 0.03 (circle) and 0.01 (torus,
-    mammoth) over 0.1 (see the ``tightness-coords`` suite file). The released code divides
-    ``z`` by its mean (uncentred) norm and :math:`C^Y` by its maximum, so its ``gamma = 0.1``
-    is a different relative temperature for each of the two plans; ours is the same for both.
+    **Gradient path** (``plan_grad``). The paper says only that ROT-Reg "updates :math:`C^Z`
+    through gradient backpropagation". ``"none"`` (default) treats :math:`T^Z` as a constant:
+    the gradient is :math:`\pm(T^Y - T^Z)` pulled back through :math:`C^Z`. The released code
+    calls POT's ``ot.sinkhorn`` on tensors that carry gradients, so its gradient also flows
+    through :math:`T^Z` (autograd through the Sinkhorn iterations): ``"unrolled"`` reproduces
+    that, ``"implicit"`` gives the exact derivative of the converged plan instead (the two
+    agree once the iterations converge; implicit costs one O(N^3) solve per backward).
 
-    With this normalisation the loss is exactly zero when ``z`` equals ``y`` up to scale
-    (and rigid motions), and positive otherwise.
+    **Cost normalisation** (``normalization``). The entropic plan depends on ``gamma`` only
+    through ``gamma / scale(C)``, and the paper does not say how the costs are scaled.
+
+    * ``"mean"`` (default): :math:`C^Z_{ij} = \|z_i - z_j\| / \overline{\|z_k - z_l\|}` and the
+      same for :math:`C^Y`: each cost divided by the mean of its off-diagonal entries (the
+      gradient flows through the normalisation, making :math:`L_{ot}` invariant to rescaling
+      ``z``). ``gamma`` is then the same relative temperature for both plans: ``0.1`` is a
+      tenth of the average distance, whatever the units of ``y`` or the scale of ``z``, and
+      :math:`L_{ot} = 0` exactly when ``z`` equals ``y`` up to scale and rigid motions.
+    * ``"released"``: the authors' released code (``ICLR25_OT.py``). The features are divided
+      by their mean *uncentred* norm, :math:`\tilde z_i = z_i / \frac1N\sum_k \|z_k\|`, and
+      :math:`C^Z_{ij} = \|\tilde z_i - \tilde z_j\|`; the target cost is
+      :math:`C^Y_{ij} = \|y_i - y_j\| / \max_{kl} \|y_k - y_l\|`. The same ``gamma`` is thus a
+      different relative temperature for each plan (and depends on where the features sit
+      relative to the origin). The released code also puts 999 on both diagonals instead of
+      forbidding them; with ``gamma = 0.1`` that is the same plan (:math:`e^{-9990}` is 0).
+
+    Other differences from the released code: it solves with POT's plain ``ot.sinkhorn``
+    (at most 1,000 iterations, stopping at a 1e-9 L2 column error, no warning when it stops
+    early); this solver runs to ``tol`` and warns otherwise. It samples 200 points per step
+    (``max_points=200``). :meth:`released` builds that configuration.
 
     Parameters
     ----------
     weight : float, default 1.0
-        :math:`\lambda` (paper: 100 for age estimation, 10 for depth, with L1/raw-scale losses).
+        :math:`\lambda` of Eq. 10 (paper: 100 for age estimation, 10 for depth, with raw-unit
+        targets and L1 losses; the released comment says "set a large weight").
     gamma : float, default 0.1
-        Entropic strength, relative to the mean pairwise distance (see above). > 0.
-    n_iter : int, default 500
-        Sinkhorn iteration cap.
-    tol : float, default 1e-3
-        Sinkhorn tolerance on the L1 marginal error.
+        Entropic strength, > 0, in the normalised cost units above.
+    n_iter : int, default 1000
+        Sinkhorn iteration cap per solve (the solver adds Newton steps when Sinkhorn is slow).
+    tol : float, default 1e-6
+        L1 marginal error at which a plan counts as converged.
     max_points : int or None, default 512
         Subsample the batch to this many points (uniformly, with torch's global RNG) to bound
-        the O(N^2) cost; the original code sampled 200. ``None`` uses the whole batch.
+        the O(N^2) memory and O(N^2)-O(N^3) time; the released code samples 200. ``None``
+        uses the whole batch. A batch of 1,024 therefore works on 512 points by default.
+    normalization : {"mean", "released"}, default "mean"
+    plan_grad : {"none", "implicit", "unrolled"}, default "none"
+
+    Attributes
+    ----------
+    unconverged_ : int
+        Number of calls whose plans did not reach ``tol`` (the first one warns).
 
     Notes
     -----
     Needs at least 3 samples in the batch (2 points have a unique zero-diagonal plan);
-    raises ``ValueError`` otherwise. Works for any target dimension m.
+    raises ``ValueError`` otherwise. Works for any target dimension m. When the targets of a
+    call equal those of the previous call (full-batch training), :math:`T^Y` is reused.
 
     References
     ----------
@@ -89,8 +114,8 @@ class ROTReg(Regularizer):
 
     name = "rot"
 
-    def __init__(self, weight: float = 1.0, gamma: float = 0.1, n_iter: int = 500, tol: float = 1e-3,
-                 max_points: int | None = 512):
+    def __init__(self, weight: float = 1.0, gamma: float = 0.1, n_iter: int = 1000, tol: float = 1e-6,
+                 max_points: int | None = 512, normalization: str = "mean", plan_grad: str = "none"):
         super().__init__(weight)
         check_positive("gamma", gamma)
         check_positive("tol", tol)
@@ -98,39 +123,118 @@ class ROTReg(Regularizer):
             raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}")
         if max_points is not None and not (isinstance(max_points, int) and max_points >= 3):
             raise ValueError(f"max_points must be an int >= 3 or None, got {max_points!r}")
+        if normalization not in _NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {_NORMALIZATIONS}, got {normalization!r}")
+        if plan_grad not in _PLAN_GRADS:
+            raise ValueError(f"plan_grad must be one of {_PLAN_GRADS}, got {plan_grad!r}")
         self.gamma, self.n_iter, self.tol, self.max_points = float(gamma), n_iter, float(tol), max_points
-        #: number of calls whose Sinkhorn solve did not reach ``tol`` (warned about once)
+        self.normalization, self.plan_grad = normalization, plan_grad
         self.unconverged_ = 0
+        self._target_plan: tuple[Tensor, Tensor] | None = None  # (y, T^Y) of the last call
+        self._unconverged_call = False
+
+    @classmethod
+    def released(cls, weight: float = 1.0, gamma: float = 0.1, **kwargs) -> ROTReg:
+        """The configuration of the authors' released code: ``normalization="released"``,
+        ``plan_grad="unrolled"``, 200 points per call (any of them can be overridden)."""
+        kwargs = {"normalization": "released", "plan_grad": "unrolled", "max_points": 200, **kwargs}
+        return cls(weight, gamma, **kwargs)
+
+    # ------------------------------------------------------------------ costs and plans
+    def costs(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised costs ``(C^Z, C^Y)``, both (N, N) with a zero diagonal; ``C^Z`` carries
+        the gradient of ``z``, ``C^Y`` none."""
+        tiny = torch.finfo(z.dtype).tiny
+        y = y.detach().to(z.dtype)
+        if self.normalization == "mean":
+            cz = pairwise_distances(z)
+            cz = cz / _mean_off_diagonal(cz).clamp_min(tiny)
+            cy = pairwise_distances(y)
+            cy = cy / _mean_off_diagonal(cy).clamp_min(tiny)
+        else:
+            cz = pairwise_distances(z / z.norm(dim=1).mean().clamp_min(tiny))
+            cy = pairwise_distances(y)
+            cy = cy / cy.max().clamp_min(tiny)
+        return cz, cy
 
     def plans(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Normalised feature cost (with gradient) and the constant plans ``(C^Z, T^Z, T^Y)``."""
-        cz = pairwise_distances(z)
-        cy = pairwise_distances(y.to(z.dtype)).detach()
-        tiny = torch.finfo(z.dtype).tiny
-        cz = cz / _mean_off_diagonal(cz).clamp_min(tiny)
-        cy = cy / _mean_off_diagonal(cy).clamp_min(tiny)
-        t = self._solve(torch.stack([cz.detach(), cy]))
-        return cz, t[0], t[1]
+        """``(C^Z, T^Z, T^Y)`` for a batch: the normalised feature cost (with gradient), the
+        feature plan (with gradient unless ``plan_grad="none"``) and the constant target plan."""
+        cz, cy = self.costs(z, y)
+        # T^Y is solved on its own (not batched with T^Z), so that reusing it gives exactly the
+        # values a fresh solve would
+        ty = self._cached_target_plan(y, cz.dtype)
+        if ty is None:
+            ty = self._solve(cy, "none")
+            self._target_plan = (y.detach().clone(), ty)
+        grad = self._grad_mode(cz)
+        tz = self._solve(cz if grad != "none" else cz.detach(), grad)
+        self._count_unconverged()
+        return cz, tz, ty
 
-    def _solve(self, costs: Tensor) -> Tensor:
+    def _cached_target_plan(self, y: Tensor, dtype: torch.dtype) -> Tensor | None:
+        if self._target_plan is None:
+            return None
+        y_old, ty = self._target_plan
+        same = y_old.shape == y.shape and y_old.device == y.device and ty.dtype == dtype
+        return ty if same and torch.equal(y_old, y.detach()) else None
+
+    def _grad_mode(self, cz: Tensor) -> str:
+        if self.plan_grad != "unrolled":
+            return self.plan_grad
+        spread = float(cz.detach().amax())  # the off-diagonal minimum is >= 0
+        if spread / self.gamma <= KERNEL_SPACE_MAX_RATIO:
+            return "unrolled"
+        if self.unconverged_ == 0:
+            warnings.warn(f"ROTReg: plan_grad='unrolled' would underflow at gamma={self.gamma:g} "
+                          f"(cost spread {spread:.3g}); using the implicit gradient for this call",
+                          RuntimeWarning, stacklevel=4)
+        return "implicit"
+
+    def _solve(self, costs: Tensor, grad: str) -> Tensor:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            t = self_entropic_ot(costs, self.gamma, n_iter=self.n_iter, tol=self.tol)
+            t = self_entropic_ot(costs, self.gamma, n_iter=self.n_iter, tol=self.tol, grad=grad)
         if any(issubclass(w.category, RuntimeWarning) for w in caught):
-            if self.unconverged_ == 0:
-                warnings.warn(f"ROTReg: Sinkhorn did not reach tol={self.tol:g} in n_iter={self.n_iter} "
-                              f"iterations with gamma={self.gamma:g}; the plans are approximate (warned once)",
-                              RuntimeWarning, stacklevel=4)
-            self.unconverged_ += 1
+            self._unconverged_call = True
         return t
 
+    def _count_unconverged(self) -> None:
+        if self._unconverged_call:
+            if self.unconverged_ == 0:
+                warnings.warn(f"ROTReg: Sinkhorn did not reach tol={self.tol:g} with n_iter={self.n_iter} "
+                              f"and gamma={self.gamma:g}; the plans are approximate (warned once; "
+                              "see unconverged_)", RuntimeWarning, stacklevel=4)
+            self.unconverged_ += 1
+        self._unconverged_call = False
+
+    # ------------------------------------------------------------------ loss
     def penalty(self, z: Tensor, y: Tensor) -> Tensor:
         check_batch("ROTReg", z, y)
         if self.max_points is not None and len(z) > self.max_points:
             idx = torch.randperm(len(z), device=z.device)[: self.max_points]
             z, y = z[idx], y[idx]
         cz, tz, ty = self.plans(z, y)
-        return (cz * (ty - tz)).sum().abs()
+        return ((cz * ty).sum() - (cz * tz).sum()).abs()
+
+    @torch.no_grad()
+    def diagnostics(self, z: Tensor, y: Tensor) -> dict[str, float]:
+        """How far the plans are from matching, on a held-out set (e.g. the validation split).
+
+        Returns ``rot_plan_l1`` :math:`= \\|T^Y - T^Z\\|_1` (0 when the plans match, at most 2)
+        and ``rot_loss`` (the unweighted :math:`L_{ot}`), on at most ``max_points`` points (the
+        first ones: deterministic). Eq. 9 can be near 0 while the plans still differ, which is
+        why both are reported.
+        """
+        check_batch("ROTReg", z, y)
+        if self.max_points is not None and len(z) > self.max_points:
+            z, y = z[: self.max_points], y[: self.max_points]
+        cz, cy = self.costs(z, y)
+        t = self._solve(torch.stack([cz, cy]), "none")
+        self._count_unconverged()
+        return {"rot_plan_l1": float((t[1] - t[0]).abs().sum()),
+                "rot_loss": float(((cz * t[1]).sum() - (cz * t[0]).sum()).abs())}
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight}, gamma={self.gamma}, n_iter={self.n_iter}, max_points={self.max_points}"
+        return (f"weight={self.weight}, gamma={self.gamma}, normalization={self.normalization!r}, "
+                f"plan_grad={self.plan_grad!r}, max_points={self.max_points}")
