@@ -186,3 +186,25 @@ def test_bench_takes_a_target_for_the_users_file(tmp_path):
     rows = ResultStore(store).rows()
     assert sorted(r["method"] for r in rows) == ["ls", "sk-ridge"]
     assert all(r["dataset"].startswith("mine") for r in rows), [r["dataset"] for r in rows]
+
+
+def test_suite_file_names_the_target_of_the_users_file(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.uniform(size=(100, 2))
+    (tmp_path / "mine.csv").write_text("\n".join(["u,v,price"] + [f"{a:.4f},{b:.4f},{a - b:.4f}" for a, b in X]))
+    path = tmp_path / "s.toml"
+    path.write_text(textwrap.dedent("""
+        datasets = ["mine.csv"]
+        methods = ["ls", "sk-ridge"]
+        seeds = 1
+        epochs = 1
+        [targets]
+        "mine.csv" = "price"
+    """))
+    suite = load_suite_file(path)  # the relative path is taken from the suite file's folder
+    assert [r.dataset_name.startswith("mine") for r in suite.runs] == [True, True]
+    store = ResultStore(tmp_path / "s.sqlite")
+    assert run_suite(suite, store, progress=False, diagnostics=False, threads=1).failed == 0
+    path.write_text(path.read_text().replace("seeds = 1", "seeds = 1\ntune = 0"))
+    with pytest.raises(ValueError, match="'tune' must be"):
+        load_suite_file(path)
