@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def _parse_params(items: list[str] | None) -> dict:
     """``--param key=value`` pairs; values are parsed as JSON when possible (numbers, bools)."""
@@ -24,43 +22,20 @@ def _parse_params(items: list[str] | None) -> dict:
     return out
 
 
-def summarize(records: list[dict], metrics=("mae", "rmse", "r2")) -> list[dict]:
-    """Per (dataset, method): mean and 2-sigma (2 x sample std) of each metric over seeds."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in records:
-        groups.setdefault((r["dataset"], r["method"]), []).append(r)
-    rows = []
-    for (ds, method), rs in groups.items():
-        row = {"dataset": ds, "method": method, "seeds": len(rs)}
-        for m in metrics:
-            vals = np.array([r["metrics"][m] for r in rs], dtype=float)
-            row[m] = float(vals.mean())
-            row[m + "_2sd"] = float(2 * vals.std(ddof=1)) if len(vals) > 1 else float("nan")
-        row["fit_seconds"] = float(np.mean([r["fit_seconds"] for r in rs]))
-        rows.append(row)
-    return rows
-
-
-def format_table(rows: list[dict], metrics=("mae", "rmse", "r2")) -> str:
-    """A plain-text table, one line per (dataset, method), mean ± 2 sd of each metric."""
-    head = f"{'dataset':<18}{'method':<20}" + "".join(f"{m.upper() + ' (mean ± 2sd)':>24}" for m in metrics)
-    lines = [head + f"{'fit s':>8}", "-" * (len(head) + 8)]
-    for r in rows:
-        cells = "".join(f"{r[m]:>14.4f} ± {r[m + '_2sd']:<7.4f}" for m in metrics)
-        lines.append(f"{r['dataset']:<18}{r['method']:<20}{cells}{r['fit_seconds']:>8.1f}")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- commands
 def cmd_datasets(args) -> int:
-    from .data import DATASETS
+    from .data import DATASETS, PRESETS
 
-    print(f"{'name':<26}{'size':<32}{'where it loads from here'}")
+    print(f"{'name':<26}{'size':<32}{'preset':<8}{'where it loads from here'}")
     for name, entry in sorted(DATASETS.items()):
-        print(f"{name:<26}{entry.size:<32}{entry.where()}")
+        print(f"{name:<26}{entry.size:<32}{'yes' if name in PRESETS else '':<8}{entry.where()}")
         if args.verbose:
             print(f"{'':<26}{entry.summary}")
-    print("\nAlso: any CSV/Parquet file (--dataset path --target column) and openml:<id> "
+            if name in PRESETS:
+                print(f"{'':<26}preset: {PRESETS[name].source}")
+    print("\npreset: the dataset carries its paper's protocol (trunk, trainer, epochs, per-method knobs), "
+          "applied by run and bench unless --protocol default (-v shows its source).")
+    print("Also: any CSV/Parquet file (--dataset path --target column) and openml:<id> "
           "(downloaded once into the user cache).")
     return 0
 
@@ -71,17 +46,32 @@ def cmd_run(args) -> int:
 
     params = _parse_params(args.param)
     target = args.target.split(",") if args.target and "," in args.target else args.target
+    methods = _csv(args.method)
+    if not methods:
+        raise ValueError("--method needs at least one method name")
+    from .recipes import parse_method
+
+    for method in methods:  # every name is checked before anything trains
+        parse_method(method)
     ds = load_dataset(args.dataset, target=target)
     records = []
-    for seed in range(args.seed, args.seed + args.seeds):
-        rec = run_experiment(ds, args.method, seed, epochs=args.epochs, params=params,
-                             protocol=args.protocol, progress=not args.quiet)
-        records.append(rec)
-        m = rec["metrics"]
-        print(f"seed {seed}: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  R2 {m['r2']:.4f}  "
-              f"({rec['fit_seconds']:.1f} s, {rec['epochs']} epochs)", flush=True)
+    for method in methods:
+        for seed in range(args.seed, args.seed + args.seeds):
+            rec = run_experiment(ds, method, seed, epochs=args.epochs, params=params,
+                                 protocol=args.protocol, progress=not args.quiet)
+            records.append(rec)
+            m = rec["metrics"]
+            bound = " -- best epoch at the cap" if rec.get("cap_bound") else ""
+            print(f"{method} seed {seed}: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  R2 {m['r2']:.4f}  "
+                  f"({rec['fit_seconds']:.1f} s, {rec['epochs']} epochs, best {rec.get('best_epoch')}{bound})",
+                  flush=True)
+        print("  settings: " + _settings_line(records[-1]), flush=True)
     print()
-    print(format_table(summarize(records)))
+    from .bench.report import text_table
+    from .bench.stats import aggregate
+
+    metrics = ("mae", "rmse", "r2")
+    print(text_table(aggregate(records, metrics), metrics, records=records))
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +79,18 @@ def cmd_run(args) -> int:
         path.write_text(json.dumps(slim if len(slim) > 1 else slim[0], indent=1))
         print(f"\nwrote {path}")
     return 0
+
+
+def _settings_line(record: dict) -> str:
+    """What a run trained with, and what departs from the shared defaults (and why)."""
+    cfg = record.get("config") or {}
+    if "trunk" not in cfg:
+        return ", ".join(f"{k}={v}" for k, v in (record.get("params") or {}).items()) or "defaults"
+    trunk = " ".join(f"{k}={v}" for k, v in cfg["trunk"].items())
+    trainer = " ".join(f"{k}={v}" for k, v in cfg["trainer"].items())
+    over = ", ".join(f"{k} ({src})" for k, src in cfg.get("overrides", {}).items()) or "none"
+    preset = f"; dataset preset {cfg['preset']!r}" if cfg.get("preset") else ""
+    return f"trunk [{trunk}] trainer [{trainer}]; departs from the shared defaults: {over}{preset}"
 
 
 def _csv(text: str | None) -> list[str]:
@@ -99,14 +101,20 @@ def _suite_from_args(args):
     from .bench import adhoc_suite, get_suite
 
     seeds = args.seeds
-    if args.suite and (args.datasets or args.methods):
-        raise ValueError("give either --suite or --datasets/--methods, not both")
     if args.suite:
         if args.param:
             raise ValueError("--param applies to ad-hoc suites (--datasets/--methods); put it in a suite file")
         suite = get_suite(args.suite, seeds=seeds, epochs=args.epochs)
+        if args.datasets or args.methods:  # with --suite they pick some of its runs
+            suite = suite.subset(datasets=_csv(args.datasets) or None, methods=_csv(args.methods) or None)
     elif args.datasets and args.methods:
-        suite = adhoc_suite(_csv(args.datasets), _csv(args.methods), seeds=seeds if seeds is not None else 3,
+        datasets = _csv(args.datasets)
+        if args.target:  # the user's own files: load them here with their target column
+            from .data import DATASETS, load_dataset
+
+            target = args.target.split(",") if "," in args.target else args.target
+            datasets = [d if d in DATASETS else load_dataset(d, target=target) for d in datasets]
+        suite = adhoc_suite(datasets, _csv(args.methods), seeds=seeds if seeds is not None else 3,
                             epochs=args.epochs, params=_parse_params(args.param), protocol=args.protocol,
                             baseline=args.baseline)
     else:
@@ -139,7 +147,8 @@ def _bench(suite, store_path, *, jobs, executor, quiet=False, tune=None, retry_f
 def cmd_bench(args) -> int:
     suite = _suite_from_args(args)
     suite, result = _bench(suite, args.store, jobs=args.jobs, executor=args.executor, quiet=args.quiet,
-                           tune=args.tune, retry_failed=not args.no_retry_failed,
+                           tune=args.tune if args.tune is not None else suite.tune,
+                           retry_failed=not args.no_retry_failed,
                            diagnostics=not args.no_diagnostics, ray_address=args.ray_address)
     if args.report:
         from .bench import write_report
@@ -216,11 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", required=True)
     r.add_argument("--target", default=None,
                    help="target column for a CSV/Parquet file or OpenML; 'a,b' for a 2-D target")
-    r.add_argument("--method", required=True)
+    r.add_argument("--method", required=True, help="a method, or several separated by commas (one trunk for all)")
     r.add_argument("--seeds", type=int, default=1)
     r.add_argument("--seed", type=int, default=0, help="first seed")
     r.add_argument("--epochs", type=int, default=None)
-    r.add_argument("--protocol", default=None, choices=["paper", "default", "predefined"])
+    r.add_argument("--protocol", default=None, choices=["paper", "default", "predefined"],
+                   help="split protocol; 'default' also turns the dataset's preset off")
     r.add_argument("--param", action="append", help="key=value (trunk, trainer or recipe knob)")
     r.add_argument("--json", default=None)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -228,8 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="run a suite of runs into a results store (resumable)")
     b.add_argument("--suite", help="quick, bb-tabular, softstep-synthetic, tightness-coords, all, or a .toml file")
-    b.add_argument("--datasets", help="comma-separated datasets (ad-hoc suite, with --methods)")
-    b.add_argument("--methods", help="comma-separated methods (ad-hoc suite, with --datasets)")
+    b.add_argument("--datasets", help="comma-separated datasets (ad-hoc suite, with --methods; "
+                   "with --suite: only these of its datasets)")
+    b.add_argument("--methods", help="comma-separated methods (ad-hoc suite, with --datasets; "
+                   "with --suite: only these of its methods)")
+    b.add_argument("--target", default=None,
+                   help="target column of the CSV/Parquet/npz files named in --datasets ('a,b': 2-D target)")
     b.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the suite's; 3 ad hoc)")
     b.add_argument("--epochs", type=int, default=None, help="epoch cap (default: the suite's)")
     b.add_argument("--param", action="append", help="key=value for every torch method of an ad-hoc suite")
@@ -240,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local Ray instance)")
     b.add_argument("--store", default="results.sqlite", help="SQLite results store (created if missing)")
     b.add_argument("--tune", type=int, default=None, metavar="TRIALS",
-                   help="first search lr and loss weights on the validation split (Optuna), then run all seeds")
+                   help="first give every method (peers too) TRIALS trials over its declared search space on the "
+                        "validation split (Optuna), then run default and tuned settings on all seeds "
+                        "(default: the suite's own 'tune', if any)")
     b.add_argument("--no-retry-failed", action="store_true", help="skip runs recorded as failed too")
     b.add_argument("--no-diagnostics", action="store_true", help="skip ordinality/volume of embeddings")
     b.add_argument("--report", default=None, metavar="DIR", help="also write the report into DIR")

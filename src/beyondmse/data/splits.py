@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import Dataset
+from .scaling import MinMaxScaling
 
 PROTOCOLS = ("paper", "default", "predefined")
 
@@ -79,12 +80,6 @@ def _indices(ds: Dataset, protocol: str, seed: int) -> tuple[np.ndarray, np.ndar
     return perm[:n_tr], perm[n_tr:n_tr + n_va], perm[n_tr + n_va:n_tr + n_va + n_te]
 
 
-def _minmax(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lo = a.min(axis=0)
-    span = a.max(axis=0) - lo
-    return lo, span
-
-
 def make_splits(ds: Dataset, seed: int = 0, protocol: str | None = None) -> Splits:
     """Split ``ds`` by ``protocol`` with ``seed`` and scale it on the training part.
 
@@ -95,16 +90,15 @@ def make_splits(ds: Dataset, seed: int = 0, protocol: str | None = None) -> Spli
         protocol = "predefined" if ds.split is not None else ("paper" if ds.paper_sizes else "default")
     tr, va, te = _indices(ds, protocol, seed)
     X = ds.X
-    if X.ndim == 2:
-        lo, span = _minmax(X[tr])
-        span = np.where(span > 0, span, 1.0).astype(np.float32)
-        X = (X - lo) / span
+    if X.ndim == 2 and ds.feature_scaling == "minmax":
+        X = MinMaxScaling.fit(X[tr]).transform(X)
     if ds.target_scaling == "minmax":
-        y_lo, y_span = _minmax(ds.y[tr])
-        if np.any(y_span == 0):
-            bad = [ds.target_names[j] for j in np.flatnonzero(y_span == 0)]
+        y_scaling = MinMaxScaling.fit(ds.y[tr])
+        if y_scaling.constant.any():
+            bad = [ds.target_names[j] for j in np.flatnonzero(y_scaling.constant)]
             raise ValueError(f"target {bad} of {ds.name!r} is constant on the training split; "
                              "nothing to learn")
+        y_lo, y_span = y_scaling.offset, y_scaling.scale
     else:
         y_lo, y_span = np.zeros(ds.target_dim), np.ones(ds.target_dim)
     y = (ds.y - y_lo) / y_span
