@@ -101,11 +101,13 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
     seed : int
         Seeds the split, the initialisation and the mini-batch order.
     epochs : int, optional
-        Maximum epochs (early stopping on validation MAE still applies); default: the recipe's.
+        Maximum epochs (early stopping on the validation ``select`` metric still applies);
+        default: the dataset preset's, else the Trainer's.
     params : dict, optional
         Trunk, trainer and recipe knobs (see :func:`beyondmse.recipes.split_params`).
     protocol : str, optional
-        Split protocol (see :mod:`beyondmse.data.splits`).
+        Split protocol (see :mod:`beyondmse.data.splits`); ``"default"`` also turns the dataset's
+        preset off (:mod:`beyondmse.data.presets`).
     splits : Splits, optional
         Precomputed splits (skips loading and splitting).
     diagnostics : bool
@@ -147,6 +149,14 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
     summary = getattr(model.head, "fit_summary", None)
     if callable(summary):  # what the head reports of its own fit (a codec: encoder health + its parameters)
         record["head"] = summary(torch.as_tensor(splits.y_val, dtype=torch.float32, device=trainer.device))
+    # regularizers with a diagnostics(z, y) hook report on the validation split (ROT: ||T^Y - T^Z||_1)
+    probes = [r for r in model.regularizers if callable(getattr(r, "diagnostics", None))]
+    if probes and len(splits.y_val) >= 3:
+        with torch.no_grad():
+            z_val = model.embed(torch.as_tensor(splits.X_val, dtype=torch.float32, device=trainer.device))
+        y_val = torch.as_tensor(splits.y_val, dtype=z_val.dtype, device=z_val.device)
+        for reg in probes:
+            record["val_metrics"].update(reg.diagnostics(z_val, y_val))
     if diagnostics:
         with torch.no_grad():
             X = torch.as_tensor(splits.X_test[:500], device=trainer.device)

@@ -41,3 +41,38 @@ def test_multitarget_bad_input():
         MultiTarget(4, 1, loss="l7")
     with pytest.raises(ValueError, match="targets of shape"):
         MultiTarget(4, 2).loss(torch.zeros(3, 4), torch.zeros(3, 1))
+
+
+def _min_cosine_between_regressors(head):
+    w = head.fc.weight.detach().view(head.n_targets, head.target_dim, -1)
+    w = w / w.norm(dim=-1, keepdim=True)
+    cos = torch.einsum("kmd,lmd->mkl", w, w)
+    off = ~torch.eye(head.n_targets, dtype=torch.bool)
+    return float(cos[:, off].min())
+
+
+@pytest.mark.parametrize("independent", [True, False])
+def test_regressors_stay_diverse_under_the_coordinate_protocols_small_init(independent):
+    # the coordinate protocol re-initialises every nn.Linear with N(0, 0.001^2): the regressors
+    # must keep their own draw (independent_init) or they collapse into one
+    from beyondmse.recipes import build_model
+
+    torch.manual_seed(0)
+    model, _ = build_model("mt", 20, 3, {"hidden": 32, "dropout": 0.0, "embedding_dim": 0,
+                                         "weight_init": "normal-0.001", "n_targets": 8,
+                                         "mt_independent_init": independent})
+    assert (model.head.fc.weight.std() > 0.05) == independent  # untouched by the model-wide init
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 20, generator=g)
+    y = torch.tanh(x[:, :3]) + 0.1 * x[:, 3:6]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(300):
+        opt.zero_grad()
+        model.training_loss(x, y).total.backward()
+        opt.step()
+    with torch.no_grad():
+        spread = float(model.head.all_predictions(model.embed(x)).std(dim=1).pow(2).mean().sqrt())
+    if independent:
+        assert _min_cosine_between_regressors(model.head) < 0.8 and spread > 5e-3
+    else:  # the failure this option exists for
+        assert _min_cosine_between_regressors(model.head) > 0.9 and spread < 1e-3

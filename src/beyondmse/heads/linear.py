@@ -81,9 +81,19 @@ class MultiTarget(Head):
     target_dim : int, default 1
         Target dimension m; the head has ``M * m`` outputs.
     n_targets : int, default 8
-        M, the number of regressors (>= 1). ``n_targets=1`` is exactly :class:`Linear`.
+        M, the number of regressors (>= 1). ``n_targets=1`` is exactly :class:`Linear` (same
+        initial draw, same outputs).
     loss : {"mse", "huber"}
     huber_delta : float, default 1.0
+    independent_init : bool, default True
+        Keep the regressors' own (PyTorch default) initialisation when a model-wide
+        ``weight_init`` re-initialises every ``nn.Linear``. With the coordinate protocol's
+        N(0, 0.001^2) init, M near-zero regressors all receive the same gradient
+        :math:`(\hat y^{(k)} - y) z \approx -y z` and collapse into one (the smallest cosine
+        between them ends above 0.99), which makes MT a single head. The paper's Sec. 5.4
+        notes that the regressors' update directions align but that they do not collapse,
+        so their initial draws must differ by more than the updates. ``False`` lets a
+        model-wide scheme reach them (the regressors are then a plain ``nn.Linear``).
 
     Shapes: ``z`` (N, d) -> predictions (N, m); ``y`` (N, m).
 
@@ -96,7 +106,7 @@ class MultiTarget(Head):
     """
 
     def __init__(self, in_features: int, target_dim: int = 1, n_targets: int = 8, loss: str = "mse",
-                 huber_delta: float = 1.0):
+                 huber_delta: float = 1.0, independent_init: bool = True):
         super().__init__()
         if loss not in _POINT_LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {_POINT_LOSSES}")
@@ -110,8 +120,10 @@ class MultiTarget(Head):
         self.n_targets = n_targets
         self.loss_kind = loss
         self.huber_delta = huber_delta
-        # one Linear with M*m outputs: with M = 1 it is initialised exactly like Linear's
-        self.fc = nn.Linear(in_features, n_targets * target_dim)
+        self.independent_init = bool(independent_init)
+        # one layer with M*m outputs: with M = 1 it is initialised exactly like Linear's
+        layer = nn.Linear(in_features, n_targets * target_dim)
+        self.fc = _OwnInitLinear(layer) if self.independent_init else layer
 
     def all_predictions(self, z: Tensor) -> Tensor:
         """The M regressors' predictions, shape (N, M, m)."""
@@ -126,3 +138,16 @@ class MultiTarget(Head):
         pred = self.all_predictions(z)
         value = point_loss(pred, y.unsqueeze(1).expand_as(pred), self.loss_kind, self.huber_delta)
         return LossOutput(value, {self.loss_kind: value.detach()})
+
+
+class _OwnInitLinear(nn.Module):
+    """A linear layer that is not an ``nn.Linear``, so that model-wide re-initialisation
+    (``beyondmse.models.init_weights_``) leaves its draw alone; same ``weight``/``bias`` names."""
+
+    def __init__(self, layer: nn.Linear):
+        super().__init__()
+        self.weight = nn.Parameter(layer.weight.detach().clone())
+        self.bias = nn.Parameter(layer.bias.detach().clone())
+
+    def forward(self, z: Tensor) -> Tensor:
+        return F.linear(z, self.weight, self.bias)

@@ -35,8 +35,9 @@ def _regs(spec):
 
 register(Recipe(
     "mt", FAMILY, "multiple targets: M linear regressors on one embedding, averaged (Zhang et al. 2025)",
-    lambda d, m, k: MultiTarget(d, m, n_targets=k["n_targets"], loss="mse"),
-    knobs={"n_targets": 8}, plots=PLOTS, search={"n_targets": ("choice", (2, 4, 8, 16))},
+    lambda d, m, k: MultiTarget(d, m, n_targets=k["n_targets"], loss="mse",
+                                independent_init=k["mt_independent_init"]),
+    knobs={"n_targets": 8, "mt_independent_init": True}, plots=PLOTS, search={"n_targets": ("choice", (2, 4, 8, 16))},
 ))
 for _name, _spec in SUFFIXES.items():
     register(Recipe(_name, FAMILY, "linear head (MSE) + " + _spec.summary, _linear,
