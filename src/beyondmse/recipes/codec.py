@@ -33,7 +33,7 @@ _KNOBS: dict[str, dict[str, Any]] = {
     "soft-bin": {**_COMMON, "lambda_sigma": 0.5},
     "hl-gauss": {**_COMMON, "hl_sigma": 0.75},
     "trained-codec": {**_COMMON, "lambda_sigma": 0.5, "alpha": 1e-6, "stage1_steps": 500, "stage1_lr": 1e-3},
-    "e2e-codec": {**_COMMON, "lambda_sigma": 0.5, "alpha": 1e-6, "lambda_auto": 1.0, "lambda_kl": 0.068,
+    "e2e-codec": {**_COMMON, "lambda_sigma": 0.5, "alpha": 1e-6, "lambda_auto": 1.0, "lambda_kl": 1.0,
                   "lambda_pred": 1.0, "stage1_steps": 0},
 }
 #: ``--tune`` ranges: the number of classes and each codec's loss weights / widths. The loss
