@@ -173,6 +173,7 @@ def test_released_configuration():
     assert (reg.weight, reg.gamma, reg.normalization, reg.plan_grad, reg.max_points) == \
         (100.0, 0.1, "released", "unrolled", 200)
     assert ROTReg.released(1.0, plan_grad="implicit").plan_grad == "implicit"
+    assert ROTReg(1.0, plan_grad=None).plan_grad == "none"  # how suite files spell "none"
 
 
 def test_unrolled_falls_back_to_implicit_with_a_warning_when_the_kernel_would_underflow():

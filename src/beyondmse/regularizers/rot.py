@@ -87,6 +87,7 @@ class ROTReg(Regularizer):
         uses the whole batch. A batch of 1,024 therefore works on 512 points by default.
     normalization : {"mean", "released"}, default "mean"
     plan_grad : {"none", "implicit", "unrolled"}, default "none"
+        (None means "none".)
 
     Attributes
     ----------
@@ -125,6 +126,8 @@ class ROTReg(Regularizer):
             raise ValueError(f"max_points must be an int >= 3 or None, got {max_points!r}")
         if normalization not in _NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {_NORMALIZATIONS}, got {normalization!r}")
+        if plan_grad is None:  # suite files spell "none" as None
+            plan_grad = "none"
         if plan_grad not in _PLAN_GRADS:
             raise ValueError(f"plan_grad must be one of {_PLAN_GRADS}, got {plan_grad!r}")
         self.gamma, self.n_iter, self.tol, self.max_points = float(gamma), n_iter, float(tol), max_points
