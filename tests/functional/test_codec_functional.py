@@ -132,3 +132,26 @@ def test_functional_bad_inputs():
         decode(torch.rand(3, 4), c)
     with pytest.raises(ValueError, match="shape"):
         kl_from_logits(torch.rand(3, 4), torch.rand(3, 5))
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_gaussian_mixture_logits_is_eq3_in_sigma_units(m):
+    from beyondmse.functional.codec import gaussian_mixture_logits
+
+    torch.manual_seed(12)
+    sigma = 0.07
+    centers = torch.rand(9, m, dtype=torch.float64)
+    y = torch.rand(15, m, dtype=torch.float64)
+    prior = torch.randn(9, dtype=torch.float64)
+    a = gaussian_mixture_logits(y / sigma, centers / sigma, prior)
+    # a naive loop over (sample, class) of beta_i - |y - c_i|^2 / (2 sigma^2)
+    want = torch.empty(15, 9, dtype=torch.float64)
+    for n in range(15):
+        for i in range(9):
+            want[n, i] = prior[i] - float(((y[n] - centers[i]) ** 2).sum()) / (2 * sigma ** 2)
+    torch.testing.assert_close(a, want)
+    # with a flat prior its softmax is the Gaussian soft binning
+    flat = gaussian_mixture_logits(y / sigma, centers / sigma, torch.zeros(9, dtype=torch.float64))
+    torch.testing.assert_close(torch.softmax(flat, -1), gaussian_encode(y, centers, sigma))
+    with pytest.raises(ValueError, match=r"log_prior of shape \(9,\)"):
+        gaussian_mixture_logits(y, centers, torch.zeros(8, dtype=torch.float64))
