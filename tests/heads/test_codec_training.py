@@ -113,3 +113,25 @@ def test_fit_summary_round_trips_the_learned_codec():
     assert not torch.allclose(start.encode(y), head.encode(y))  # the codec did move
     assert summary["encoder_health"]["start"] == start.encoder_health(y)
     assert np.isfinite(summary["encoder_health"]["end"]["auto_mae"])
+
+
+def test_encoder_moves_at_the_same_rate_in_spacings_whatever_k():
+    """Adam's first step moves each parameter by about lr; the encoder's centers are stored in
+    units of sigma, so a step moves a center by lr * lambda_sigma spacings at every k (in the
+    papers' affine form it moved ~lambda_sigma**2 * spacing times that, slower the larger k)."""
+    lr, moves = 1e-3, {}
+    y = torch.rand(500, 1, generator=torch.Generator().manual_seed(0))
+    for k in (5, 25):
+        torch.manual_seed(0)
+        head = Codec.for_mode("e2e-codec", 4, 1, k=k).double()  # float64: no rounding of the step
+        head.fit_targets(y.double())
+        before = (head.centers.detach() * head.sigma).clone()
+        opt = torch.optim.Adam([head.centers], lr=lr)
+        head.loss(torch.randn(500, 4, dtype=torch.float64), y.double()).total.backward()
+        clear = head.centers.grad.abs() > 1e-5  # Adam's eps damps the step of near-zero gradients
+        opt.step()
+        moved = ((head.centers.detach() * head.sigma) - before).abs() / head.spacing
+        moves[k] = moved[clear]
+        assert clear.sum() >= 3
+    for k, moved in moves.items():
+        torch.testing.assert_close(moved, torch.full_like(moved, lr * 0.5), rtol=1e-3, atol=0, msg=f"k={k}")
