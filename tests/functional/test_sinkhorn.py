@@ -270,3 +270,17 @@ def test_grad_none_is_detached_and_bad_grad_raises():
     assert self_entropic_ot(c, 0.1, grad="implicit").requires_grad
     with pytest.raises(ValueError, match="grad"):
         self_entropic_ot(c, 0.1, grad="autograd")
+
+
+def test_warm_start_gives_the_cold_plan_and_survives_stale_potentials():
+    c = _cost(40, seed=7)
+    state = {}
+    first = self_entropic_ot(c, 0.03, tol=1e-10, warm_start=state)
+    assert state["f"].shape == (1, 40, 1) and state["g"].shape == (1, 1, 40)
+    torch.testing.assert_close(first, self_entropic_ot(c, 0.03, tol=1e-10), atol=1e-10, rtol=0)
+    moved = c * (1 + 0.05 * torch.rand(40, 40, generator=torch.Generator().manual_seed(1), dtype=c.dtype))
+    torch.testing.assert_close(self_entropic_ot(moved, 0.03, tol=1e-10, warm_start=state),
+                               self_entropic_ot(moved, 0.03, tol=1e-10), atol=1e-10, rtol=0)
+    stale = {"f": state["f"] + 1e3, "g": state["g"] + 1e3}  # overflowing kernel: solved cold instead
+    torch.testing.assert_close(self_entropic_ot(moved, 0.03, tol=1e-10, warm_start=stale),
+                               self_entropic_ot(moved, 0.03, tol=1e-10), atol=1e-10, rtol=0)

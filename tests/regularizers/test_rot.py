@@ -234,13 +234,12 @@ def test_bad_options_raise(kwargs, match):
 
 def test_batch_subsampling_is_seeded():
     z, y = _points(80, 3, 1)
-    reg = ROTReg(1.0, max_points=20)
     torch.manual_seed(0)
-    a = reg(z, y)
+    a = ROTReg(1.0, max_points=20)(z, y)
     torch.manual_seed(0)
-    b = reg(z, y)
+    b = ROTReg(1.0, max_points=20)(z, y)
     torch.manual_seed(1)
-    c = reg(z, y)
+    c = ROTReg(1.0, max_points=20)(z, y)
     assert float(a) == float(b) and float(a) != float(c)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -98,7 +98,9 @@ class ROTReg(Regularizer):
     -----
     Needs at least 3 samples in the batch (2 points have a unique zero-diagonal plan);
     raises ``ValueError`` otherwise. Works for any target dimension m. When the targets of a
-    call equal those of the previous call (full-batch training), :math:`T^Y` is reused.
+    call equal those of the previous call (full-batch training), :math:`T^Y` is reused and
+    the solve of :math:`T^Z` starts from the previous call's dual potentials (same plan to
+    ``tol``, several times fewer iterations).
 
     References
     ----------
@@ -135,6 +137,7 @@ class ROTReg(Regularizer):
         self.unconverged_ = 0
         self._target_plan: tuple[Tensor, Tensor] | None = None  # (y, T^Y) of the last call
         self._unconverged_call = False
+        self._feature_potentials: dict = {}  # dual potentials of the last T^Z (warm start)
 
     @classmethod
     def released(cls, weight: float = 1.0, gamma: float = 0.1, **kwargs) -> ROTReg:
@@ -170,8 +173,9 @@ class ROTReg(Regularizer):
         if ty is None:
             ty = self._solve(cy, "none")
             self._target_plan = (y.detach().clone(), ty)
+            self._feature_potentials = {}  # other points: the last T^Z's potentials do not apply
         grad = self._grad_mode(cz)
-        tz = self._solve(cz if grad != "none" else cz.detach(), grad)
+        tz = self._solve(cz if grad != "none" else cz.detach(), grad, warm_start=self._feature_potentials)
         self._count_unconverged()
         return cz, tz, ty
 
@@ -194,10 +198,11 @@ class ROTReg(Regularizer):
                           RuntimeWarning, stacklevel=4)
         return "implicit"
 
-    def _solve(self, costs: Tensor, grad: str) -> Tensor:
+    def _solve(self, costs: Tensor, grad: str, warm_start: dict | None = None) -> Tensor:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            t = self_entropic_ot(costs, self.gamma, n_iter=self.n_iter, tol=self.tol, grad=grad)
+            t = self_entropic_ot(costs, self.gamma, n_iter=self.n_iter, tol=self.tol, grad=grad,
+                                 warm_start=warm_start)
         if any(issubclass(w.category, RuntimeWarning) for w in caught):
             self._unconverged_call = True
         return t
