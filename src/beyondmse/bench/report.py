@@ -289,11 +289,22 @@ def plot_by_dataset(rows: Sequence[dict], path: Path, metric: str = "mae") -> Pa
     return path
 
 
-def _panel_grid(plt, n: int, size: tuple[float, float]):
-    """A figure with one panel per dataset, three to a row."""
-    ncol = min(3, n)
-    nrow = math.ceil(n / ncol)
-    return plt.subplots(nrow, ncol, figsize=(size[0] * ncol, size[1] * nrow), squeeze=False)
+def _panel_figure(groups: Mapping[tuple[str, str], Any], size: tuple[float, float]):
+    """One panel per dataset of ``groups`` ((dataset, label) -> data), three to a row.
+
+    Returns ``(plt, fig, axes, panels)``; each panel is ``(ax, dataset, series)`` with the
+    ``(label, data, colour)`` of every label that has data there, in first-seen order.
+    """
+    plt = _plt()
+    datasets = list(dict.fromkeys(g[0] for g in groups))
+    labels = list(dict.fromkeys(g[1] for g in groups))
+    colors = _colors(labels)
+    ncol = min(3, len(datasets))
+    nrow = math.ceil(len(datasets) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(size[0] * ncol, size[1] * nrow), squeeze=False)
+    panels = [(ax, ds, [(lab, groups[(ds, lab)], colors[lab]) for lab in labels if groups.get((ds, lab))])
+              for ax, ds in zip(axes.flat, datasets)]
+    return plt, fig, axes, panels
 
 
 def _save_panels(plt, fig, axes, n: int, path: Path) -> Path:
@@ -325,26 +336,19 @@ def plot_k_sweep(records: Sequence[Mapping[str, Any]], path: Path, baseline: str
     groups = {g: v for g, v in groups.items() if len(v) >= 2}
     if not groups:
         return None
-    plt = _plt()
-    datasets = list(dict.fromkeys(g[0] for g in groups))
-    methods = list(dict.fromkeys(g[1] for g in groups))
-    colors = _colors(methods)
-    fig, axes = _panel_grid(plt, len(datasets), (4.2, 3.4))
-    for ax, ds in zip(axes.flat, datasets):
-        for m in methods:
-            sweep = groups.get((ds, m))
-            if not sweep:
-                continue
+    plt, fig, axes, panels = _panel_figure(groups, (4.2, 3.4))
+    for ax, ds, series in panels:
+        for m, sweep, color in series:
             ks = sorted(sweep)
             mean = [np.mean(sweep[k]) for k in ks]
             err = [2 * np.std(sweep[k], ddof=1) if len(sweep[k]) > 1 else 0 for k in ks]
-            ax.errorbar(ks, mean, yerr=err, marker="o", capsize=2, label=m, color=colors[m])
+            ax.errorbar(ks, mean, yerr=err, marker="o", capsize=2, label=m, color=color)
         if ds in base:
             ax.axhline(np.mean(base[ds]), color="black", ls="--", lw=0.8, label=baseline)
         ax.set_xlabel(f"number of classes {key}")
         ax.set_ylabel(f"test {METRIC_NAMES.get(metric, metric)}")
         ax.set_title(ds, fontsize=9)
-    return _save_panels(plt, fig, axes, len(datasets), path)
+    return _save_panels(plt, fig, axes, len(panels), path)
 
 
 def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
@@ -356,23 +360,16 @@ def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Pa
             curves.setdefault((r["dataset"], label), []).append((h["val_epochs"], h["val_mae"]))
     if not curves:
         return None
-    plt = _plt()
-    datasets = list(dict.fromkeys(g[0] for g in curves))
-    labels = list(dict.fromkeys(g[1] for g in curves))
-    colors = _colors(labels)
-    fig, axes = _panel_grid(plt, len(datasets), (4.6, 3.5))
-    for ax, ds in zip(axes.flat, datasets):
-        for lab in labels:
-            runs = curves.get((ds, lab))
-            if not runs:
-                continue
+    plt, fig, axes, panels = _panel_figure(curves, (4.6, 3.5))
+    for ax, ds, series in panels:
+        for lab, runs, color in series:
             n = min(len(v) for _, v in runs)
-            ax.plot(runs[0][0][:n], np.mean([v[:n] for _, v in runs], axis=0), label=lab, color=colors[lab], lw=1.2)
+            ax.plot(runs[0][0][:n], np.mean([v[:n] for _, v in runs], axis=0), label=lab, color=color, lw=1.2)
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation MAE (mean over seeds)")
         ax.set_title(ds, fontsize=9)
-    return _save_panels(plt, fig, axes, len(datasets), path)
+    return _save_panels(plt, fig, axes, len(panels), path)
 
 
 def family_figures(records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], list[str], list[str]]:
