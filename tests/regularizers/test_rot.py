@@ -221,6 +221,7 @@ def test_warns_once_and_counts_unconverged_solves():
 @pytest.mark.parametrize("kwargs, match", [
     ({"normalization": "max"}, "normalization"),
     ({"plan_grad": "autograd"}, "plan_grad"),
+    ({"objective": "wasserstein"}, "objective"),
     ({"gamma": 0.0}, "gamma"),
     ({"gamma": math.nan}, "gamma"),
     ({"tol": -1.0}, "tol"),
@@ -244,3 +245,45 @@ def test_batch_subsampling_is_seeded():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isfinite(float(c))
+
+
+def test_kl_objective_is_gamma_kl_with_the_constant_plan_gradient():
+    z, y = _points(25, 4, 1, seed=10)
+    gamma = 0.1
+    zg = z.clone().requires_grad_()
+    reg = ROTReg(1.0, gamma=gamma, tol=1e-12, objective="kl")
+    value = reg(zg, y)
+    # oracle: gamma * sum T^Y log(T^Y / T^Z) with textbook plans, over the off-diagonal entries
+    n = len(z)
+    cz = _euclid(z)
+    cz = cz / (cz.sum() / (n * (n - 1)))
+    cy = _euclid(y)
+    cy = cy / (cy.sum() / (n * (n - 1)))
+    ty, tz = _textbook_sinkhorn(cy, gamma), _textbook_sinkhorn(cz, gamma)
+    off = ~torch.eye(n, dtype=torch.bool)
+    kl = (ty[off] * (ty[off] / tz[off]).log()).sum()
+    torch.testing.assert_close(value.detach(), gamma * kl, atol=1e-9, rtol=1e-7)
+    assert float(value) > 0
+    # gradient: T^Y - T^Z pulled back through the normalised C^Z (envelope theorem)
+    value.backward()
+    zo = z.clone().requires_grad_()
+    czo = _euclid(zo)
+    czo = czo / (czo.sum() / (n * (n - 1)))
+    (czo * (ty - tz)).sum().backward()
+    torch.testing.assert_close(zg.grad, zo.grad, atol=1e-8, rtol=1e-6)
+    # zero when the plans match
+    assert float(ROTReg(1.0, gamma=gamma, tol=1e-12, objective="kl")(2.0 * y, y)) < 1e-9
+
+
+def test_eq9_can_vanish_while_the_plans_differ():
+    # the identity behind objective="kl": <C, T^Y - T^Z> = gamma [KL(T^Y|T^Z) - (H(T^Z) - H(T^Y))]
+    _, y = _points(30, 5, 1, seed=0)
+    z = (3.0 * y).exp()  # the warp of test 1: Eq. 9's difference is negative there
+    reg = ROTReg(1.0, gamma=0.1, tol=1e-12)
+    cz, tz, ty = reg.plans(z, y)
+    off = ~torch.eye(30, dtype=torch.bool)
+    kl = float((ty[off] * (ty[off] / tz[off]).log()).sum())
+    ent = lambda t: float(-(t[off] * t[off].log()).sum())  # noqa: E731
+    raw = float((cz * (ty - tz)).sum())
+    assert raw == pytest.approx(0.1 * (kl - (ent(tz) - ent(ty))), rel=1e-6)
+    assert kl > 0.05 and raw < 0  # plans differ, yet the signed Eq. 9 difference has crossed zero

@@ -20,7 +20,7 @@ SUFFIX_KNOBS: dict[str, dict[str, Any]] = {
     # rot_normalization "released" + rot_plan_grad "unrolled" + rot_max_points 200 is the
     # authors' released formulation (ROTReg.released); see ROTReg for the differences
     "rot": {"rot_weight": 1.0, "rot_gamma": 0.1, "rot_max_points": 512, "rot_normalization": "mean",
-            "rot_plan_grad": "none"},
+            "rot_plan_grad": "none", "rot_objective": "eq9"},
     "ranksim": {"ranksim_weight": 1.0, "ranksim_lambda": 2.0, "ranksim_max_points": 256},
     "oe": {"oe_weight": 0.1, "oe_tightness_weight": 1.0},
     "ph-reg": {"ph_reg_weight": 1.0, "ph_reg_topo_weight": 1.0, "ph_reg_dim_weight": 0.1,
@@ -39,7 +39,7 @@ SUFFIX_SEARCH: dict[str, dict[str, tuple]] = {
 
 def _make_rot(k: dict[str, Any]) -> ROTReg:
     return ROTReg(k["rot_weight"], gamma=k["rot_gamma"], max_points=k["rot_max_points"],
-                  normalization=k["rot_normalization"], plan_grad=k["rot_plan_grad"])
+                  normalization=k["rot_normalization"], plan_grad=k["rot_plan_grad"], objective=k["rot_objective"])
 
 
 def _make_ranksim(k: dict[str, Any]) -> RankSim:

@@ -17,6 +17,12 @@ __all__ = ["ROTReg"]
 
 _NORMALIZATIONS = ("mean", "released")
 _PLAN_GRADS = ("none", "implicit", "unrolled")
+_OBJECTIVES = ("eq9", "kl")
+
+
+def _neg_entropy(t: Tensor) -> Tensor:
+    """:math:`\sum_{ij} T_{ij} \log T_{ij}` with :math:`0 \log 0 = 0` (the forbidden diagonal)."""
+    return (t * t.clamp_min(torch.finfo(t.dtype).tiny).log()).sum()
 
 
 def _mean_off_diagonal(c: Tensor) -> Tensor:
@@ -88,6 +94,12 @@ class ROTReg(Regularizer):
     normalization : {"mean", "released"}, default "mean"
     plan_grad : {"none", "implicit", "unrolled"}, default "none"
         (None means "none".)
+    objective : {"eq9", "kl"}, default "eq9"
+        ``"eq9"`` is the paper's loss. ``"kl"`` (not in the paper) is
+        :math:`\gamma\,\mathrm{KL}(T^Y \| T^Z) = \langle C^Z, T^Y - T^Z\rangle
+        + \gamma \sum (T^Y \log T^Y - T^Z \log T^Z)`, which is zero only when the plans
+        match; see Notes. Its exact gradient in :math:`C^Z` is :math:`T^Y - T^Z` (``plan_grad``
+        does not apply).
 
     Attributes
     ----------
@@ -96,6 +108,22 @@ class ROTReg(Regularizer):
 
     Notes
     -----
+    **Why Eq. 9 can vanish while the plans differ.** Since :math:`T^Z` minimises
+    :math:`F(T) = \langle C^Z, T\rangle - \gamma H(T)` (with :math:`H(T) = -\sum T\log T`)
+    under the same constraints that :math:`T^Y` satisfies,
+    :math:`F(T^Y) - F(T^Z) = \gamma\,\mathrm{KL}(T^Y \| T^Z)`, hence
+
+    .. math::
+
+        \langle C^Z, T^Y\rangle - \langle C^Z, T^Z\rangle
+        = \gamma\,\big[\mathrm{KL}(T^Y \| T^Z) - \big(H(T^Z) - H(T^Y)\big)\big].
+
+    When the target plan is sharper than the feature plan (:math:`H(T^Y) < H(T^Z)`, e.g.
+    features that are not yet tight), this is zero at :math:`\mathrm{KL} = H(T^Z) - H(T^Y) > 0`:
+    Eq. 9 is minimised on a surface of plans that do not match, and on its far side the sign
+    flips and the constant-plan gradient :math:`\pm(T^Y - T^Z)` points away from matching.
+    ``objective="kl"`` drops the entropy term.
+
     Needs at least 3 samples in the batch (2 points have a unique zero-diagonal plan);
     raises ``ValueError`` otherwise. Works for any target dimension m. When the targets of a
     call equal those of the previous call (full-batch training), :math:`T^Y` is reused and
@@ -118,7 +146,8 @@ class ROTReg(Regularizer):
     name = "rot"
 
     def __init__(self, weight: float = 1.0, gamma: float = 0.1, n_iter: int = 1000, tol: float = 1e-6,
-                 max_points: int | None = 512, normalization: str = "mean", plan_grad: str = "none"):
+                 max_points: int | None = 512, normalization: str = "mean", plan_grad: str = "none",
+                 objective: str = "eq9"):
         super().__init__(weight)
         check_positive("gamma", gamma)
         check_positive("tol", tol)
@@ -132,6 +161,9 @@ class ROTReg(Regularizer):
             plan_grad = "none"
         if plan_grad not in _PLAN_GRADS:
             raise ValueError(f"plan_grad must be one of {_PLAN_GRADS}, got {plan_grad!r}")
+        if objective not in _OBJECTIVES:
+            raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
+        self.objective = objective
         self.gamma, self.n_iter, self.tol, self.max_points = float(gamma), n_iter, float(tol), max_points
         self.normalization, self.plan_grad = normalization, plan_grad
         self.unconverged_ = 0
@@ -223,6 +255,11 @@ class ROTReg(Regularizer):
             idx = torch.randperm(len(z), device=z.device)[: self.max_points]
             z, y = z[idx], y[idx]
         cz, tz, ty = self.plans(z, y)
+        if self.objective == "kl":
+            # gamma KL(T^Y | T^Z) = F(T^Y) - F(T^Z) with F(T) = <C^Z, T> + gamma sum T log T; its
+            # gradient in C^Z is exactly T^Y - T^Z (envelope theorem: T^Z minimises F)
+            tz = tz.detach()
+            return (cz * (ty - tz)).sum() + self.gamma * (_neg_entropy(ty) - _neg_entropy(tz))
         return ((cz * ty).sum() - (cz * tz).sum()).abs()
 
     @torch.no_grad()
@@ -245,4 +282,4 @@ class ROTReg(Regularizer):
 
     def extra_repr(self) -> str:
         return (f"weight={self.weight}, gamma={self.gamma}, normalization={self.normalization!r}, "
-                f"plan_grad={self.plan_grad!r}, max_points={self.max_points}")
+                f"plan_grad={self.plan_grad!r}, objective={self.objective!r}, max_points={self.max_points}")
