@@ -20,55 +20,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
+from _timing import bench_args, compare, print_table, setup
 
-HEADS = ["ls", "nca", "nca-softstep-g", "nca-softstep-i", "dknn-softstep-g", "dknn-softstep-i", "nca-sparsemax"]
+from beyondmse.recipes import build_model, methods_in_family
+
+HEADS = ["ls"] + methods_in_family("neighbors")
 MEMORY_HEADS = ["nca", "nca-softstep-g", "dknn-softstep-g", "nca-sparsemax"]
 
 
-def step_time(name: str, n: int, d: int, reps: int, warmup: int = 2) -> tuple[float, float]:
-    from beyondmse.recipes import build_model
-
+def make_step(name: str, n: int, d: int):
     torch.manual_seed(0)
     model, _ = build_model(name, 16, 1, {"embedding_dim": d})
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.randn(n, 16), torch.rand(n, 1)
-    times = []
-    for i in range(warmup + reps):
-        t0 = time.perf_counter()
+
+    def step():
         loss = model.training_loss(x, y).total
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
-    return statistics.median(times), q[2] - q[0]
+
+    return step
 
 
-def bench_steps(quick: bool) -> None:
-    sizes = [32, 128, 512] if quick else [32, 128, 512, 2048]
-    dims = [25, 100, 400]
-    print("## training-step time: median ms (ratio to the linear head)\n")
-    print("| N | d | " + " | ".join(HEADS) + " |")
-    print("|---|---|" + "---|" * len(HEADS))
-    for n in sizes:
-        reps = 3 if n >= 2048 else (5 if n >= 512 else 20)
-        if quick:
-            reps = max(2, reps // 2)
-        for d in dims:
-            base = None
-            cells = []
-            for name in HEADS:
-                med, iqr = step_time(name, n, d, reps)
-                base = med if name == "ls" else base
-                cells.append(f"{1e3 * med:.2f} ({med / base:.1f}x)")
-            print(f"| {n} | {d} | " + " | ".join(cells) + " |", flush=True)
+def bench_steps(quick: bool, repeats: int | None, warmup: int) -> None:
+    print("## training-step time: median ms (ratio to the linear head, median over repeats)\n")
+    rows = []
+    for n in [32, 128, 512] if quick else [32, 128, 512, 2048]:
+        reps = repeats or (3 if n >= 2048 else (5 if n >= 512 else 20))
+        reps = max(2, reps // 2) if quick else reps
+        for d in (25, 100, 400):
+            res = compare({h: make_step(h, n, d) for h in HEADS}, "ls", repeats=reps, warmup=warmup)
+            rows.append([n, d] + [f"{1e3 * r.median:.2f} ({r.ratio_median:.1f}x)" for r in res.values()])
+    print_table(["N", "d"] + HEADS, rows)
     print()
 
 
@@ -83,8 +72,6 @@ def _rss_kb(field: str) -> int:
 
 def membank_child(name: str, m: int, q: int, d: int, chunk: int, threads: int) -> dict:
     """Run in a subprocess: fill a memory bank of m points and time predictions for q queries."""
-    from beyondmse.recipes import build_model
-
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, _ = build_model(name, d, 1, {"trunk": "identity", "chunk_size": chunk})
@@ -136,11 +123,11 @@ def bench_memory(quick: bool, threads: int, mmap_threshold: int | None = None) -
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = bench_args(__doc__, repeats=0, warmup=2)
+    ap.set_defaults(device="cpu")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-steps", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mmap-threshold", type=int, default=None,
                     help="set MALLOC_MMAP_THRESHOLD_ (bytes) in the memory-bank subprocesses")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
@@ -148,10 +135,9 @@ def main(argv=None):
     if args._child:
         print(json.dumps(membank_child(*json.loads(args._child))))
         return
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU\n")
+    print(setup(args) + " (--repeats 0: 20 at N <= 128, 5 at 512, 3 at 2048)\n")
     if not args.skip_steps:
-        bench_steps(args.quick)
+        bench_steps(args.quick, args.repeats or None, args.warmup)
     if not args.skip_memory:
         bench_memory(args.quick, args.threads, args.mmap_threshold)
 

@@ -3,44 +3,57 @@
 A :class:`RunSpec` is one (dataset, method, params, seed, epochs, protocol); a :class:`Suite`
 is a named list of them plus the suite's baseline and any published numbers it reproduces.
 
-Built-in suites (``beyondmse bench --suite NAME``), built at call time from the recipes and
-datasets registered here, so a family that is not installed simply drops out:
-
-* ``quick`` -- what ``beyondmse demo`` runs: the embedded ``diamonds`` table (all columns; a
-  fixed 10,000-row subsample registered as ``diamonds-10k``, 6,800/1,200/2,000 split), ``ls``,
-  ``huber``, the peers ``sk-hgb`` and ``sk-ridge`` and one or two recipes of each method
-  family, 3 seeds, at most 10 epochs, batch 256;
-* ``bb-tabular`` -- "Beyond Binning" / "Building Bridges" Table 3: ls, huber, ls-softmax,
-  hard-bin, soft-bin, hl-gauss, trained-codec, e2e-codec with k in {5, 15, 25}, on the paper's
-  numeric-feature variants of every tabular dataset here, plus the three peers;
-* ``softstep-synthetic`` -- the SoftStep paper's Figure 3: linear head vs NCA vs NCA+SoftStep
-  (and the differentiable-kNN heads) on the generated 2-D surfaces;
-* ``tightness-coords`` -- the tightness paper's Table 3 (coordinate prediction on circle,
-  torus, swiss roll): baseline, +OE, +PH-Reg, +MT, +ROT, +MT+ROT, 10 seeds, full batch;
-* ``all`` -- all of the above.
+Built-in suites are data: one TOML file each in ``beyondmse/bench/suites/`` (``beyondmse bench
+--suite NAME``; :func:`builtin_suites` lists them). Each carries its protocol (trunk, trainer
+and recipe settings) and the published numbers it reproduces, every number with its source
+(paper title and table). ``quick`` is what ``beyondmse demo`` runs; ``bb-tabular``,
+``softstep-synthetic`` and ``tightness-coords`` reproduce the papers' tables; ``all`` is every
+built-in file that does not set ``in_all = false``. A recipe or dataset a built-in suite names
+but this installation lacks is left out and listed in :attr:`Suite.skipped`.
 
 Ad-hoc suites come from ``--datasets``/``--methods`` lists (:func:`adhoc_suite`) or a TOML
-file (:func:`load_suite_file`; YAML too when PyYAML is installed)::
+file of the same format (:func:`load_suite_file`; YAML too when PyYAML is installed)::
 
     name = "my-sweep"
+    summary = "what it asks, at most {epochs} epochs"   # {epochs} and {seeds} are filled in
     baseline = "ls"
-    seeds = 3            # or a list: [0, 1, 2]
+    seeds = 3                    # or a list: [0, 1, 2]
     epochs = 20
+    protocol = "paper"           # split protocol; [protocols] sets it per dataset
     datasets = ["diamonds", "wine_quality-num"]
     methods = ["ls", "e2e-codec", "sk-hgb"]
-    [params]             # applied to every torch method
+    families = ["neighbors"]     # adds every registered recipe of these families
+    [params]                     # every torch method; "none" means None (e.g. batch_size: full batch)
     batch_size = 128
-    [[grid]]             # optional extra sweeps: each entry is expanded over its lists
-    method = "e2e-codec"
+    [[override]]                 # settings of some cells; filters: datasets, methods, families
+    methods = ["mt+rot"]         # (without a methods filter it touches torch methods only)
+    rot_max_points = 128
+    [[grid]]                     # extra runs: each entry is expanded over its lists
+    family = "codec"             # or method = "e2e-codec" / ["a", "b"]; optional datasets = [...]
     k = [5, 15, 25]
+    [[published]]                # one number ...
+    dataset = "diamonds-num"
+    method = "ls"
+    metric = "mae"
+    value = 0.051
+    source = "paper title, Table 3"
+    [[published]]                # ... or a table of them: [dataset, method, {params}, value, spread]
+    source = "paper title, Table 3"
+    metric = "mae"
+    rows = [["diamonds-num", "e2e-codec", {k = 25}, 0.047, 3.14e-5]]
+
+A run's parameters are ``params``, then every matching ``[[override]]`` in file order, then
+its ``[[grid]]`` values. Runs are ordered seed-major, so a suite stopped early has every
+method on its first seeds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +62,9 @@ import numpy as np
 
 from ..data import Dataset
 from .store import run_key
+
+#: where the built-in suite files live (package data)
+BUILTIN_DIR = Path(__file__).with_name("suites")
 
 
 # --------------------------------------------------------------------------- runs
@@ -79,6 +95,7 @@ class RunSpec:
     epochs: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     protocol: str | None = None
+    tag: str = ""  # a variant of the same settings, e.g. "tuned"; part of the key only when set
 
     def __post_init__(self):
         if not isinstance(self.dataset, (str, Dataset)):
@@ -102,7 +119,8 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        return run_key(self.dataset_id, self.method, self.params, self.seed, self.epochs, self.protocol)
+        key = run_key(self.dataset_id, self.method, self.params, self.seed, self.epochs, self.protocol)
+        return run_key(key, self.tag, {}, 0, None, None) if self.tag else key
 
     def describe(self) -> str:
         extra = "".join(f" {k}={v}" for k, v in sorted(self.params.items()))
@@ -131,7 +149,11 @@ def dataset_fingerprint(ds: Dataset) -> str:
 # --------------------------------------------------------------------------- published numbers
 @dataclass(frozen=True)
 class Published:
-    """A number a paper reports for (dataset, method), carried with where it comes from."""
+    """A number a paper reports for (dataset, method[, params]), carried with where it comes from.
+
+    ``params`` pins the run it compares with (e.g. ``{"k": 25}`` for a codec at 25 classes);
+    ``spread`` is the +- the paper prints next to the mean (None if it prints none).
+    """
 
     dataset: str
     method: str
@@ -139,6 +161,30 @@ class Published:
     value: float
     source: str
     note: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    spread: float | None = None
+
+    def __post_init__(self):
+        for name in ("dataset", "method", "metric", "source"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"a published number needs a non-empty {name!r}, got {getattr(self, name)!r}")
+        if not isinstance(self.value, (int, float)) or not math.isfinite(self.value):
+            raise ValueError(f"published value of {self.dataset}/{self.method} must be a finite number, "
+                             f"got {self.value!r}")
+
+    @property
+    def label(self) -> str:
+        """``method`` plus its pinned params, as the report labels runs (``e2e-codec k=25``)."""
+        extra = " ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return self.method + (f" {extra}" if extra else "")
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        """Does an aggregated report row (:func:`beyondmse.bench.stats.aggregate`) hold our
+        runs of this number: same dataset, same base method, and the pinned params as used?"""
+        if row.get("dataset") != self.dataset or row.get("base_method", row.get("method")) != self.method:
+            return False
+        used = {**(row.get("resolved_params") or {}), **(row.get("params") or {})}
+        return all(k in used and used[k] == v for k, v in self.params.items())
 
 
 @dataclass
@@ -151,8 +197,14 @@ class Suite:
     baseline: str = "ls"
     published: list[Published] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # why some intended runs are absent
+    match_baseline: bool = True  # add the baseline on each run's trunk/trainer footing (bench.matching)
+    tune: int | None = None  # trials per method for `bench` to tune with when --tune is not given
 
     def __post_init__(self):
+        if self.match_baseline:
+            from .matching import matched_baseline_runs
+
+            self.runs = list(self.runs) + matched_baseline_runs(self.runs, self.baseline)
         seen, unique = set(), []
         for r in self.runs:  # the same run listed twice is one run
             if r.key not in seen:
@@ -164,41 +216,28 @@ class Suite:
     def keys(self) -> list[str]:
         return [r.key for r in self.runs]
 
+    def subset(self, datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None) -> Suite:
+        """The runs on these datasets and of these methods (None: all), with their published numbers.
+
+        ValueError when a name is not in the suite, so a typo does not silently select nothing.
+        """
+        for what, wanted, have in (("dataset", datasets, {r.dataset_name for r in self.runs}),
+                                   ("method", methods, {r.method for r in self.runs})):
+            unknown = sorted(set(wanted or ()) - have)
+            if unknown:
+                raise ValueError(f"suite {self.name!r} has no {what} {unknown}; it has {sorted(have)}")
+        keep = [r for r in self.runs if (datasets is None or r.dataset_name in datasets)
+                and (methods is None or r.method in methods)]
+        published = [p for p in self.published if (datasets is None or p.dataset in datasets)
+                     and (methods is None or p.method in methods)]
+        return Suite(self.name, self.summary, keep, baseline=self.baseline, published=published,
+                     skipped=list(self.skipped))
+
     def __len__(self) -> int:
         return len(self.runs)
 
 
 # --------------------------------------------------------------------------- helpers
-def _methods_here(wanted: Iterable[str], skipped: list[str]) -> list[str]:
-    from ..recipes import parse_method
-
-    out = []
-    for m in wanted:
-        try:
-            parse_method(m)
-            out.append(m)
-        except ValueError:
-            skipped.append(f"method {m!r}: not registered in this installation")
-    return out
-
-
-def _datasets_here(wanted: Iterable[str], skipped: list[str]) -> list[str]:
-    from ..data import DATASETS
-
-    out = []
-    for d in wanted:
-        entry = DATASETS.get(d)
-        if entry is None:
-            skipped.append(f"dataset {d!r}: not registered")
-            continue
-        where = entry.where()
-        if "not found" in where.lower() or "missing" in where.lower():
-            skipped.append(f"dataset {d!r}: {where}")
-            continue
-        out.append(d)
-    return out
-
-
 def _seeds(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, int):
         if seeds < 1:
@@ -210,178 +249,41 @@ def _seeds(seeds: int | Sequence[int]) -> list[int]:
     return out
 
 
-def _grid(datasets, methods, seeds, epochs, params_for: Callable[[str], list[dict]], protocol=None):
-    return [RunSpec(d, m, s, epochs, p, protocol) for d in datasets for m in methods
-            for p in params_for(m) for s in seeds]
-
-
 def _is_peer(method: str) -> bool:
     from ..recipes import is_peer
 
     return is_peer(method)
 
 
-# --------------------------------------------------------------------------- built-in suites
-QUICK_METHODS = ("ls", "huber", "sk-hgb", "sk-ridge", "e2e-codec", "hl-gauss", "nca-softstep-i", "mt+rot")
-CODEC_METHODS = ("ls-softmax", "hard-bin", "soft-bin", "hl-gauss", "trained-codec", "e2e-codec")
-BB_DATASETS = ("diamonds-num", "wine_quality-num", "ailerons-num", "elevators-num", "cpu_act-num",
-               "bike_sharing-num")
-PEER_METHODS = ("sk-hgb", "sk-knn", "sk-ridge")
-
-TIGHTNESS_SOURCE = ("Zhang et al., 'Improving Deep Regression with Tightness', ICLR 2025, Table 3 "
-                    "(test MSE, mean over 10 runs), as quoted in issue 6 of this project")
-TIGHTNESS_PUBLISHED = [
-    Published("circle", "ls", "mse", 0.154, TIGHTNESS_SOURCE),
-    Published("circle", "rot", "mse", 0.010, TIGHTNESS_SOURCE, "paper row '+L_ot'"),
-    Published("torus", "ls", "mse", 3.01, TIGHTNESS_SOURCE),
-    Published("torus", "rot", "mse", 0.77, TIGHTNESS_SOURCE, "paper row '+L_ot'"),
-    Published("coords-mammoth", "ls", "mse", 211.0, TIGHTNESS_SOURCE,
-              "paper samples 3,000 points of the full scan; ours come from the 50k-point subsample"),
-    Published("coords-mammoth", "rot", "mse", 87.0, TIGHTNESS_SOURCE, "paper row '+L_ot'; see the ls note"),
-]
-
-BB_SOURCE = ("Stewart, Bach, Berthet, 'Building Bridges between Regression, Clustering, and Classification' "
-             "(arXiv:2502.02996), least-squares MAE on [0, 1]-scaled targets, as quoted in issue 3 of this project")
-#: only the least-squares row is carried: the codec rows of the paper's Table 3 were not available here
-BB_PUBLISHED = [
-    Published("diamonds-num", "ls", "mae", 0.05, BB_SOURCE, "quoted as 'about 0.05'"),
-    Published("wine_quality-num", "ls", "mae", 0.097, BB_SOURCE, "paper keeps 7 features, we keep 11"),
-    Published("ailerons-num", "ls", "mae", 0.036, BB_SOURCE),
-    Published("bike_sharing-num", "ls", "mae", 0.111, BB_SOURCE),
-    Published("elevators-num", "ls", "mae", 0.029, BB_SOURCE),
-    Published("cpu_act-num", "ls", "mae", 0.059, BB_SOURCE),
-]
+def _grid(datasets, methods, seeds, epochs, params_for, protocol=None):
+    return [RunSpec(d, m, s, epochs, p, protocol) for d in datasets for m in methods
+            for p in params_for(m) for s in seeds]
 
 
-QUICK_ROWS = 10_000  # diamonds-10k: see beyondmse.data.builtin
-QUICK_DATASET = "diamonds-10k"
-# quick settings, not the papers': bigger batches and a cheaper ROT plan keep the demo in minutes
-QUICK_PARAMS = {"batch_size": 256}
-QUICK_METHOD_PARAMS = {"mt+rot": {"rot_max_points": 128}}
+def _none(value: Any) -> Any:
+    """TOML has no null: the string ``"none"`` stands for None (full batch, no clipping, ...)."""
+    if isinstance(value, str) and value.lower() == "none":
+        return None
+    if isinstance(value, list):
+        return [_none(v) for v in value]
+    return value
 
 
-def quick_suite(seeds: int | Sequence[int] = 3, epochs: int | None = 10) -> Suite:
-    """The demo suite: embedded diamonds (all columns, a fixed 10k-row subsample so that every
-    family fits in about two minutes on 2 cores), the baselines, two peers, one or two recipes
-    of each installed family, 3 seeds, at most 10 epochs, batch 256."""
-    skipped: list[str] = []
-    methods = _methods_here(QUICK_METHODS, skipped)
-
-    def params_for(m):
-        return [{} if _is_peer(m) else {**QUICK_PARAMS, **QUICK_METHOD_PARAMS.get(m, {})}]
-
-    runs = _grid([QUICK_DATASET], methods, _seeds(seeds), epochs, params_for)
-    runs.sort(key=lambda r: r.seed)  # seed-major: the slow recipes spread over the workers
-    return Suite("quick", f"embedded diamonds (all columns, {QUICK_ROWS:,}-row subsample), baselines + peers + "
-                 "a few recipes per family, batch 256, at most "
-                 f"{epochs} epochs", runs, baseline="ls", skipped=skipped)
+def _expand(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``{"k": [5, 15], "lr": 1e-3}`` -> ``[{"k": 5, "lr": 1e-3}, {"k": 15, "lr": 1e-3}]``."""
+    keys = list(entry)
+    values = [v if isinstance(v, list) else [v] for v in entry.values()]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
-def bb_tabular_suite(seeds: int | Sequence[int] = 3, epochs: int | None = None) -> Suite:
-    skipped: list[str] = []
-    datasets = _datasets_here(BB_DATASETS, skipped)
-    methods = _methods_here(("ls", "huber") + CODEC_METHODS + PEER_METHODS, skipped)
-
-    def params_for(m):
-        return [{"k": k} for k in (5, 15, 25)] if m in CODEC_METHODS else [{}]
-
-    runs = _grid(datasets, methods, _seeds(seeds), epochs, params_for, protocol="paper")
-    return Suite("bb-tabular", "regression as classification, paper Table 3: every codec method at "
-                 "k = 5, 15, 25 on the numeric-feature tabular sets (paper split sizes), plus peers",
-                 runs, baseline="ls", skipped=skipped,
-                 published=[p for p in BB_PUBLISHED if p.dataset in datasets])
-
-
-#: the neighbor heads' settings of benchmarks/softstep_synthetic.py: at the recipes' defaults
-#: (batch 32, fixed L2 scale 1) the in-batch neighbor set is too sparse and the softmax too
-#: flat to resolve the spiral; ``ls`` keeps batch 32, its best batch there
-SYNTHETIC_NEIGHBOR_PARAMS = {"batch_size": 256, "learn_scale": True, "l2_scale": 30.0}
-
-
-def softstep_synthetic_suite(seeds: int | Sequence[int] = 3, epochs: int | None = None) -> Suite:
-    from ..data import DATASETS
-
-    skipped: list[str] = []
-    datasets = sorted(n for n, e in DATASETS.items()
-                      if getattr(e.load, "__module__", "").endswith("data.synthetic"))
-    if not datasets:
-        skipped.append("datasets: no generated 2-D surfaces registered (beyondmse.data.synthetic missing)")
-    methods = _methods_here(("ls", "nca", "nca-softstep-g", "nca-softstep-i", "dknn-softstep-g",
-                             "dknn-softstep-i", "sk-knn"), skipped)
-    def params_for(m):
-        return [{} if m == "ls" or _is_peer(m) else dict(SYNTHETIC_NEIGHBOR_PARAMS)]
-
-    runs = _grid(datasets, methods, _seeds(seeds), epochs, params_for)
-    return Suite("softstep-synthetic", "SoftStep paper Figure 3: linear vs NCA vs NCA+SoftStep on "
-                 "nonlinear 2-D surfaces (neighbor heads at batch 256 with a learnable L2 scale)",
-                 runs, baseline="ls", skipped=skipped)
-
-
-# the tightness paper's set-up, as in benchmarks/coords_table.py (AdamW at its default decay 0.01)
-COORD_PARAMS = {"hidden": 100, "depth": 2, "dropout": 0.0, "optimizer": "adamw", "lr": 1e-3,
-                "weight_decay": 0.01, "batch_size": None, "eval_every": 100, "patience": None}
-
-#: ROT (weight, gamma) per coordinate task, chosen on the validation split only (2 runs of
-#: 2000 epochs over weight {1, 10, 100} x gamma {0.1, 0.03, 0.01}; mammoth weights x100,
-#: its targets being in units of hundreds); swiss_roll was not swept and takes circle's
-COORD_ROT = {"circle": (1.0, 0.03), "torus": (10.0, 0.01), "mammoth": (100.0, 0.01), "swiss_roll": (1.0, 0.03)}
-
-
-def coord_knobs(dataset: str, method: str) -> dict:
-    """Regularizer knobs of ``method`` on a coordinate task (``circle``, ``coords-torus``, ...):
-    OE 0.1 and PH-Reg's lambda_t 100 (10,000 on mammoth) / lambda_d 1, as in PH-Reg's released
-    script, and the validated ROT settings of :data:`COORD_ROT`."""
-    manifold = dataset.removeprefix("coords-")
-    knobs: dict = {}
-    if "oe" in method.split("+"):
-        knobs["oe_weight"] = 0.1
-    if "ph-reg" in method.split("+"):
-        knobs.update(ph_reg_weight=1.0, ph_reg_topo_weight=10000.0 if manifold == "mammoth" else 100.0,
-                     ph_reg_dim_weight=1.0)
-    if "rot" in method.split("+"):
-        weight, gamma = COORD_ROT.get(manifold, COORD_ROT["circle"])
-        knobs.update(rot_weight=weight, rot_gamma=gamma)
-    return knobs
-
-
-def tightness_coords_suite(seeds: int | Sequence[int] = 10, epochs: int | None = 10000) -> Suite:
-    skipped: list[str] = []
-    datasets = _datasets_here(("circle", "torus", "swiss_roll", "coords-mammoth"), skipped)
-    methods = _methods_here(("ls", "oe", "ph-reg", "mt", "rot", "mt+rot"), skipped)
-    published = [p for p in TIGHTNESS_PUBLISHED if p.dataset in datasets and p.method in methods]
-    runs = [RunSpec(d, m, s, epochs, {} if _is_peer(m) else {**COORD_PARAMS, **coord_knobs(d, m)}, "predefined")
-            for d in datasets for m in methods for s in _seeds(seeds)]
-    return Suite("tightness-coords", "tightness paper Table 3: 3-D coordinates from 100-D input "
-                 "(100/100/2800), MLP 100-100, AdamW full batch, best of validation every 100 epochs",
-                 runs, baseline="ls", published=published, skipped=skipped)
-
-
-SUITES: dict[str, Callable[..., Suite]] = {
-    "quick": quick_suite,
-    "bb-tabular": bb_tabular_suite,
-    "softstep-synthetic": softstep_synthetic_suite,
-    "tightness-coords": tightness_coords_suite,
-}
-
-
-def get_suite(name: str, seeds: int | Sequence[int] | None = None, epochs: int | None = None) -> Suite:
-    """A built-in suite by name (``seeds``/``epochs`` override its defaults), ``all``, or a TOML path."""
-    if name == "all":
-        parts = [get_suite(n, seeds, epochs) for n in SUITES]
-        return Suite("all", "every built-in suite", [r for p in parts for r in p.runs], baseline="ls",
-                     published=[x for p in parts for x in p.published],
-                     skipped=[s for p in parts for s in p.skipped])
-    if name in SUITES:
-        kwargs = {}
-        if seeds is not None:
-            kwargs["seeds"] = seeds
-        if epochs is not None:
-            kwargs["epochs"] = epochs
-        return SUITES[name](**kwargs)
-    if name.endswith((".toml", ".yaml", ".yml")) or Path(name).is_file():
-        return load_suite_file(name, seeds=seeds, epochs=epochs)
-    raise ValueError(f"unknown suite {name!r}; built-in: {', '.join(list(SUITES) + ['all'])} "
-                     "(or a .toml suite file)")
+def _as_list(value: Any, what: str, where: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError(f"{where}: {what!r} must be a name or a list of names, got {value!r}")
 
 
 def adhoc_suite(datasets: Sequence[str | Dataset], methods: Sequence[str], seeds: int | Sequence[int] = 3,
@@ -405,19 +307,13 @@ def adhoc_suite(datasets: Sequence[str | Dataset], methods: Sequence[str], seeds
     return Suite(name, f"ad hoc: {len(datasets)} dataset(s) x {len(methods)} method(s)", runs, baseline=baseline)
 
 
-def _expand(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``{"k": [5, 15], "lr": 1e-3}`` -> ``[{"k": 5, "lr": 1e-3}, {"k": 15, "lr": 1e-3}]``."""
-    keys = list(entry)
-    values = [v if isinstance(v, list) else [v] for v in entry.values()]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+# --------------------------------------------------------------------------- suite files
+_KNOWN_KEYS = {"name", "summary", "baseline", "seeds", "epochs", "datasets", "methods", "families", "params",
+               "protocol", "protocols", "override", "grid", "published", "in_all", "targets", "tune"}
+_FILTERS = ("datasets", "methods", "families")
 
 
-def load_suite_file(path: str | Path, seeds: int | Sequence[int] | None = None,
-                    epochs: int | None = None) -> Suite:
-    """Read a suite from TOML (or YAML, with PyYAML installed); see the module docstring."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"suite file {str(path)!r} not found")
+def _read_spec(path: Path) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml"):
         try:
             import yaml
@@ -433,37 +329,253 @@ def load_suite_file(path: str | Path, seeds: int | Sequence[int] | None = None,
             raise ValueError(f"{path}: {err}") from None
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: expected a table at top level")
-    known = {"name", "summary", "baseline", "seeds", "epochs", "datasets", "methods", "params", "protocol",
-             "grid", "published"}
-    unknown = set(spec) - known
+    unknown = set(spec) - _KNOWN_KEYS
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(_KNOWN_KEYS)}")
+    return spec
+
+
+def _published(spec: Mapping[str, Any], where: str) -> list[Published]:
+    """The ``[[published]]`` entries: single numbers, or tables of ``rows``."""
+    out = []
+    for i, entry in enumerate(spec.get("published", [])):
+        entry = dict(entry)
+        if "rows" not in entry:
+            try:
+                out.append(Published(**entry))
+            except TypeError as err:
+                raise ValueError(f"{where}: published entry {i}: {err}") from None
+            continue
+        rows = entry.pop("rows")
+        unknown = set(entry) - {"source", "metric", "note"}
+        if unknown or "source" not in entry or "metric" not in entry:
+            raise ValueError(f"{where}: published table {i} needs 'source', 'metric' and 'rows' "
+                             f"(and optionally 'note'); got {sorted(set(entry) | {'rows'})}")
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 5 and isinstance(row[2], dict)):
+                raise ValueError(f"{where}: published row {row!r} is not [dataset, method, {{params}}, value, spread]")
+            dataset, method, params, value, spread = row
+            out.append(Published(dataset, method, entry["metric"], value, entry["source"], entry.get("note", ""),
+                                 dict(params), spread))
+    return out
+
+
+class _Methods:
+    """Method names of a suite file: checked strictly (user files) or leniently (built-ins)."""
+
+    def __init__(self, strict: bool, skipped: list[str]):
+        self.strict, self.skipped = strict, skipped
+
+    def keep(self, names: Iterable[str]) -> list[str]:
+        from ..recipes import parse_method
+
+        out = []
+        for m in names:
+            try:
+                parse_method(m)
+            except ValueError:
+                if self.strict:
+                    raise
+                self.skipped.append(f"method {m!r}: not registered in this installation")
+                continue
+            out.append(m)
+        return out
+
+    def family(self, names: Iterable[str]) -> list[str]:
+        from ..recipes import methods_in_family
+
+        out = []
+        for f in names:
+            found = methods_in_family(f)
+            if not found:
+                if self.strict:
+                    raise ValueError(f"no registered recipe has family {f!r}")
+                self.skipped.append(f"family {f!r}: no recipe registered in this installation")
+            out += found
+        return out
+
+
+def _datasets_here(wanted: Iterable[str], skipped: list[str]) -> list[str]:
+    from ..data import DATASETS
+
+    out = []
+    for d in wanted:
+        entry = DATASETS.get(d)
+        if entry is None:
+            skipped.append(f"dataset {d!r}: not registered")
+            continue
+        where = entry.where()
+        if "not found" in where.lower() or "missing" in where.lower():
+            skipped.append(f"dataset {d!r}: {where}")
+            continue
+        out.append(d)
+    return out
+
+
+def _family_of(method: str) -> str | None:
+    from ..recipes import RECIPES, parse_method
+
+    base, _ = parse_method(method)
+    return RECIPES[base].family if base in RECIPES else None
+
+
+def _applies(flt: Mapping[str, Any], dataset: str, method: str) -> bool:
+    if "datasets" in flt and dataset not in flt["datasets"]:
+        return False
+    if "methods" in flt:
+        return method in flt["methods"]
+    if "families" in flt and _family_of(method) not in flt["families"]:
+        return False
+    return not _is_peer(method)  # no methods filter: torch methods only
+
+
+def load_suite_file(path: str | Path, seeds: int | Sequence[int] | None = None,
+                    epochs: int | None = None, *, strict: bool = True) -> Suite:
+    """Read a suite from TOML (or YAML, with PyYAML installed); see the module docstring.
+
+    With ``strict`` (user files) an unknown method or family is a ValueError; without it
+    (built-in suites) such methods and unavailable datasets are left out and listed in
+    :attr:`Suite.skipped`, so a family that is not installed simply drops out.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"suite file {str(path)!r} not found")
+    spec = _read_spec(path)
+    where = str(path)
+    skipped: list[str] = []
     datasets = list(spec.get("datasets", []))
     if not datasets:
-        raise ValueError(f"{path}: 'datasets' is missing or empty")
+        raise ValueError(f"{where}: 'datasets' is missing or empty")
+    targets = dict(spec.get("targets", {}))
+    if not strict:
+        datasets = _datasets_here([d for d in datasets if d not in targets], skipped) + \
+            [d for d in datasets if d in targets]
+    datasets = [_user_file(d, targets[d], path) if d in targets else d for d in datasets]
     seed_list = _seeds(seeds if seeds is not None else spec.get("seeds", 3))
     ep = epochs if epochs is not None else spec.get("epochs")
     protocol = spec.get("protocol")
-    base_params = dict(spec.get("params", {}))
-    methods = list(spec.get("methods", []))
-    from ..recipes import parse_method
+    protocols = dict(spec.get("protocols", {}))
+    base_params = {k: _none(v) for k, v in dict(spec.get("params", {})).items()}
+    overrides = []
+    for entry in spec.get("override", []):
+        flt = {k: _as_list(entry[k], k, where) for k in _FILTERS if k in entry}
+        if not flt:
+            raise ValueError(f"{where}: every [[override]] needs a filter ({', '.join(_FILTERS)})")
+        overrides.append((flt, {k: _none(v) for k, v in entry.items() if k not in _FILTERS}))
+    names = _Methods(strict, skipped)
+    methods = names.keep(_as_list(spec.get("methods"), "methods", where))
+    methods += [m for m in names.family(_as_list(spec.get("families"), "families", where)) if m not in methods]
 
-    runs: list[RunSpec] = []
-    for m in methods:
-        parse_method(m)
-        runs += _grid(datasets, [m], seed_list, ep, lambda m: [{} if _is_peer(m) else dict(base_params)], protocol)
+    def params_of(dataset, method: str, combo: Mapping[str, Any] = {}) -> dict[str, Any]:
+        dataset = _name(dataset)
+        p = {} if _is_peer(method) else dict(base_params)
+        for flt, knobs in overrides:
+            if _applies(flt, dataset, method):
+                p.update(knobs)
+        return {**p, **combo}
+
+    cells: list[tuple[str, str, dict]] = [(d, m, params_of(d, m)) for d in datasets for m in methods]
     for entry in spec.get("grid", []):
         entry = dict(entry)
-        if "method" not in entry:
-            raise ValueError(f"{path}: every [[grid]] entry needs a 'method'")
-        for m in (entry.pop("method") if isinstance(entry.get("method"), list) else [entry.pop("method")]):
-            parse_method(m)
-            for combo in _expand(entry):
-                p = {**({} if _is_peer(m) else base_params), **combo}
-                runs += [RunSpec(d, m, s, ep, p, protocol) for d in datasets for s in seed_list]
+        if ("method" in entry) == ("family" in entry):
+            raise ValueError(f"{where}: every [[grid]] entry needs a 'method' or a 'family' (not both)")
+        grid_methods = (names.keep(_as_list(entry.pop("method"), "method", where)) if "method" in entry
+                        else names.family(_as_list(entry.pop("family"), "family", where)))
+        only = _as_list(entry.pop("datasets", None), "datasets", where)
+        combos = _expand({k: _none(v) for k, v in entry.items()})
+        cells += [(d, m, params_of(d, m, combo)) for d in datasets if not only or _name(d) in only
+                  for m in grid_methods for combo in combos]
+    runs = [RunSpec(d, m, s, ep, p, protocols.get(_name(d), protocol)) for s in seed_list for d, m, p in cells]
     if not runs:
-        raise ValueError(f"{path}: no 'methods' and no [[grid]] entries")
-    published = [Published(**p) for p in spec.get("published", [])]
+        raise ValueError(f"{where}: no runs ('methods', 'families' and [[grid]] give none here)")
+    tune = spec.get("tune")
+    if tune is not None and (not isinstance(tune, int) or tune < 1):
+        raise ValueError(f"{where}: 'tune' must be a number of trials >= 1, got {tune!r}")
+    present = {(r.dataset_name, r.method) for r in runs}
+    published = [p for p in _published(spec, where) if (p.dataset, p.method) in present]
     name = spec.get("name", path.stem)
     baseline = spec.get("baseline") or ("ls" if "ls" in methods else runs[0].method)
-    return Suite(name, spec.get("summary", f"suite file {path.name}"), runs, baseline=baseline, published=published)
+    summary = str(spec.get("summary", f"suite file {path.name}"))
+    summary = summary.replace("{epochs}", str(ep)).replace("{seeds}", str(len(seed_list)))
+    return Suite(name, summary, runs, baseline=baseline, published=published, skipped=skipped, tune=tune)
+
+
+def _name(dataset) -> str:
+    return dataset if isinstance(dataset, str) else dataset.name
+
+
+def _user_file(name: str, target: str | list[str], suite_path: Path):
+    """A user's CSV/Parquet/npz named in a suite's ``targets`` table, loaded with its target
+    column(s); a relative path is taken from the suite file's folder."""
+    from ..data import load_dataset
+
+    path = Path(name)
+    if not path.is_absolute():
+        path = suite_path.parent / path
+    return load_dataset(str(path), target=target)
+
+
+# --------------------------------------------------------------------------- built-in suites
+def builtin_suites() -> dict[str, Path]:
+    """Name -> file of every built-in suite (the TOML files shipped in ``bench/suites/``)."""
+    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
+
+
+def _in_all(path: Path) -> bool:
+    return _read_spec(path).get("in_all", True) is not False
+
+
+def get_suite(name: str, seeds: int | Sequence[int] | None = None, epochs: int | None = None) -> Suite:
+    """A built-in suite by name (``seeds``/``epochs`` override its defaults), ``all``, or a suite file."""
+    builtin = builtin_suites()
+    if name == "all":
+        parts = [get_suite(n, seeds, epochs) for n, p in builtin.items() if _in_all(p)]
+        return Suite("all", "every built-in suite", [r for p in parts for r in p.runs], baseline="ls",
+                     published=[x for p in parts for x in p.published],
+                     skipped=[s for p in parts for s in p.skipped])
+    if name in builtin:
+        return load_suite_file(builtin[name], seeds=seeds, epochs=epochs, strict=False)
+    if name.endswith((".toml", ".yaml", ".yml")) or Path(name).is_file():
+        return load_suite_file(name, seeds=seeds, epochs=epochs)
+    raise ValueError(f"unknown suite {name!r}; built-in: {', '.join(list(builtin) + ['all'])} "
+                     "(or a .toml suite file)")
+
+
+def published_for(suite_names: Iterable[str | None],
+                  records: Iterable[Mapping[str, Any]] | None = None) -> list[Published]:
+    """Published numbers of the built-in suites named (``all`` means every one), for a report
+    built from a store alone: each stored run remembers the suite it ran in. With ``records``,
+    only the numbers some of those runs reproduce (:meth:`Published.matches`)."""
+    builtin = builtin_suites()
+    names = {n for n in suite_names if n}
+    if "all" in names:
+        names = {n for n, p in builtin.items() if _in_all(p)}
+    out: list[Published] = []
+    for n in sorted(names & set(builtin)):
+        out += _published(_read_spec(builtin[n]), str(builtin[n]))
+    if records is not None:
+        records = list(records)
+        out = [p for p in out if any(p.matches(r) for r in records)]
+    return out
+
+
+def suite_methods(name: str) -> list[str]:
+    """The methods a built-in suite file lists (``methods``, without families or grids):
+    what ``beyondmse demo --dataset D`` runs on another dataset."""
+    return list(_read_spec(builtin_suites()[name]).get("methods", []))
+
+
+#: names of the built-in suites (files in :data:`BUILTIN_DIR`)
+SUITES: dict[str, Path] = builtin_suites()
+
+
+#: old constant names -> the suite whose file now holds that data
+_MOVED = {"BB_PUBLISHED": "bb-tabular", "TIGHTNESS_PUBLISHED": "tightness-coords"}
+
+
+def __getattr__(name: str):
+    if name == "QUICK_METHODS":  # the demo's method list lives in quick.toml
+        return tuple(suite_methods("quick"))
+    if name in _MOVED:  # published numbers live in the suite files
+        return published_for([_MOVED[name]])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,8 @@ holds four linear combinations of the point itself, ``(x+y+z, x+y-z, x-y+z, -x+y
 followed by the same four combinations of 24 other, independently drawn points of the same
 manifold (nuisance dimensions unrelated to the target row). The split is fixed: rows 0-99
 train, 100-199 validation, 200-2999 test; targets are kept in raw units
-(``target_scaling="none"``), so MSEs are comparable with the published ones.
+(``target_scaling="none"``), so MSEs are comparable with the published ones, and so are the
+inputs (``feature_scaling="none"``), as in PH-Reg's released script.
 
 Manifolds (following the released generator, ``needylove/PH-Reg/data``):
 
@@ -138,7 +139,7 @@ def make_coordinates(shape: str, seed: int = 0, n: int = N_POINTS, n_nuisance: i
     return Dataset(
         name=f"coords-{shape}", X=X, y=points, feature_names=[f"x{i}" for i in range(X.shape[1])],
         target_names=["y0", "y1", "y2"], source=source, split=split, target_scaling="none",
-        extras={"color": color, "seed": seed},
+        feature_scaling="none", extras={"color": color, "seed": seed},
     )
 
 

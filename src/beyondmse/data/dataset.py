@@ -31,6 +31,10 @@ class Dataset:
         ``"minmax"`` (default) scales targets to [0, 1] on the training split (the papers'
         convention; metrics are then on that scale); ``"none"`` keeps raw units (e.g. the
         coordinate-prediction tasks, whose published MSEs are in raw coordinates).
+    feature_scaling : {"minmax", "none"}
+        ``"minmax"`` (default) scales feature columns to [0, 1] on the training split;
+        ``"none"`` keeps them as they are (the coordinate tasks: PH-Reg's released script feeds
+        the raw inputs).
     extras : dict
         Anything else a task carries (e.g. the intrinsic ``color`` parameter of a manifold).
     """
@@ -45,6 +49,7 @@ class Dataset:
     paper_sizes: tuple[int, int, int] | None = None
     target_scaling: str = "minmax"
     extras: dict = field(default_factory=dict)
+    feature_scaling: str = "minmax"
 
     def __post_init__(self):
         self.X = np.asarray(self.X, dtype=np.float32)
@@ -53,6 +58,8 @@ class Dataset:
         validate_arrays(self.X, self.y, what=f"dataset {self.name!r}")
         if self.target_scaling not in ("minmax", "none"):
             raise ValueError(f"target_scaling must be 'minmax' or 'none', got {self.target_scaling!r}")
+        if self.feature_scaling not in ("minmax", "none"):
+            raise ValueError(f"feature_scaling must be 'minmax' or 'none', got {self.feature_scaling!r}")
 
     @property
     def n_samples(self) -> int:

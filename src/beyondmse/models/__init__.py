@@ -1,7 +1,7 @@
 """Trunks (feature extractors), the trunk factory and the trunk + head + regularizers model."""
 
-from .factory import make_trunk
+from .factory import DEFAULT_MLP, make_trunk
 from .regression_model import RegressionModel
-from .trunks import MLP, Identity, SmallCNN
+from .trunks import MLP, Identity, SmallCNN, init_weights_
 
-__all__ = ["MLP", "SmallCNN", "Identity", "RegressionModel", "make_trunk"]
+__all__ = ["MLP", "SmallCNN", "Identity", "RegressionModel", "init_weights_", "make_trunk", "DEFAULT_MLP"]

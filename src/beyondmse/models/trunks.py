@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..configurable import Configurable
 
-class MLP(nn.Module):
+
+class MLP(Configurable, nn.Module):
     """Fully connected trunk: ``depth`` blocks of Linear -> ReLU -> Dropout.
 
     The regression-as-classification papers use hidden 128, dropout 0.3; the SoftStep paper
@@ -45,7 +47,7 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(Configurable, nn.Module):
     """Three 3x3 stride-1 convolutions with 2x2 average pooling between them, then two
     fully connected layers of 256 with dropout 0.5. Input ``(N, C, H, W)``.
     """
@@ -77,7 +79,7 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-class Identity(nn.Module):
+class Identity(Configurable, nn.Module):
     """Pass precomputed features through unchanged (``out_features = in_features``)."""
 
     def __init__(self, in_features: int):
@@ -86,3 +88,40 @@ class Identity(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x
+
+
+def init_weights_(module: nn.Module, scheme: str | None) -> nn.Module:
+    """Re-initialise every ``nn.Linear`` of ``module`` in place, in module order; returns it.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Usually a whole :class:`~beyondmse.models.RegressionModel`: the coordinate-prediction
+        protocol (PH-Reg's released script, used by the tightness paper's Table 3) initialises
+        the head's Linear layer too, not only the trunk's.
+    scheme : str or None
+        ``"default"`` or None: keep PyTorch's initialisation. ``"normal-<std>"``, e.g.
+        ``"normal-0.001"``: weights drawn from N(0, std^2), biases zero. Draws come from the
+        global torch generator, so the same seed gives the same weights.
+    """
+    if scheme is None or scheme == "default":
+        return module
+    std = _normal_std(scheme)
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, mean=0.0, std=std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
+def _normal_std(scheme: str) -> float:
+    kind, _, value = str(scheme).partition("-")
+    try:
+        std = float(value) if kind == "normal" else float("nan")
+    except ValueError:
+        std = float("nan")
+    if not std > 0:  # also rejects NaN
+        raise ValueError(f"unknown weight_init {scheme!r}; use 'default' or 'normal-<std>' with std > 0, "
+                         "e.g. 'normal-0.001'")
+    return std
