@@ -258,3 +258,19 @@ def test_suite_run_equals_direct_run_experiment(tmp_path):
     for m in ("mae", "mse", "rmse", "r2"):
         assert stored["metrics"][m] == direct["metrics"][m], m
     assert stored["history"]["val_mae"] == direct["history"]["val_mae"]
+
+
+def test_softstep_synthetic_pins_the_studys_settings():
+    """One trunk for every head; the neighbor heads at batch 256 on a learnable squared-L2 scale."""
+    suite = get_suite("softstep-synthetic")
+    trunk = {"hidden": 200, "depth": 2, "dropout": 0.1, "embedding_dim": 64, "patience": 10, "select": "mae"}
+    for r in suite.runs:
+        if r.method.startswith("sk-"):
+            assert r.params == {}
+        elif r.method == "ls":
+            assert r.params == {**trunk, "batch_size": 32}
+        else:
+            assert r.params == {**trunk, "batch_size": 256, "similarity": "l2sq", "learn_scale": True,
+                                "l2_scale": 30.0}, r.method
+    assert {r.method for r in suite.runs} >= set(methods_in_family("neighbors"))
+    assert {r.epochs for r in suite.runs} == {100}
