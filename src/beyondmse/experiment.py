@@ -73,8 +73,10 @@ def _config(method: str, model, trainer: Trainer, params: dict, preset_params: d
     """The resolved settings of a torch run and which of them depart from the shared defaults."""
     base, _ = parse_method(method)
     recipe = RECIPES[base]
-    _, _, knobs = split_params(method, params)
+    trunk_kw, _, knobs = split_params(method, params)
     trunk_args = {k: v for k, v in init_args(model.trunk)[1].items() if k != "in_features"}
+    if "weight_init" in trunk_kw:  # applied to the whole model by build_model, not a trunk argument
+        trunk_args["weight_init"] = trunk_kw["weight_init"]
     overrides: dict[str, str] = {}
     for key in (*TRUNK_KEYS, *TRAINER_KEYS):
         if key in params:

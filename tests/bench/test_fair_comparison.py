@@ -154,7 +154,8 @@ def test_dataset_preset_is_applied_by_run_and_disabled_by_protocol_default(tmp_p
     rec = json.loads(out.read_text())
     assert rec["config"]["preset"] == "circle" and rec["protocol"] == "predefined"
     assert rec["config"]["trunk"]["hidden"] == 100 and rec["config"]["trainer"]["optimizer"] == "adamw"
-    assert rec["config"]["trainer"]["batch_size"] is None  # full batch
+    assert rec["config"]["trainer"]["batch_size"] is None and rec["config"]["trainer"]["clip_norm"] is None  # full batch
+    assert rec["config"]["trunk"]["weight_init"] == "normal-0.001"  # the released script's N(0, 0.001^2)
     assert rec["config"]["knobs"]["rot_gamma"] == 0.03  # the manifold's validated gamma
     assert rec["config"]["overrides"]["hidden"] == "preset"
     # what the user says wins over the preset
