@@ -7,6 +7,15 @@ from torch import Tensor, nn
 from ..configurable import Configurable
 
 
+def _with_embedding(layers: list[nn.Module], width: int, embedding_dim: int | None) -> tuple[nn.Sequential, int]:
+    """``layers`` (ending at ``width`` features) plus an optional linear embedding layer of
+    ``embedding_dim``; returns the Sequential and its output width."""
+    if embedding_dim is not None:
+        layers = [*layers, nn.Linear(width, embedding_dim)]
+        width = embedding_dim
+    return nn.Sequential(*layers), width
+
+
 class MLP(Configurable, nn.Module):
     """Fully connected trunk: ``depth`` blocks of Linear -> ReLU -> Dropout.
 
@@ -37,11 +46,7 @@ class MLP(Configurable, nn.Module):
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
             width = hidden
-        if embedding_dim is not None:
-            layers.append(nn.Linear(width, embedding_dim))
-            width = embedding_dim
-        self.net = nn.Sequential(*layers)
-        self.out_features = width
+        self.net, self.out_features = _with_embedding(layers, width, embedding_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -66,12 +71,7 @@ class SmallCNN(Configurable, nn.Module):
             nn.Linear(2 * channels * side * side, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
         ]
-        width = hidden
-        if embedding_dim is not None:
-            layers.append(nn.Linear(width, embedding_dim))
-            width = embedding_dim
-        self.head = nn.Sequential(*layers)
-        self.out_features = width
+        self.head, self.out_features = _with_embedding(layers, hidden, embedding_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
