@@ -140,6 +140,9 @@ def test_tuning_gives_every_method_exactly_n_trials(tmp_path):
     run_suite(tuned, store, progress=False, diagnostics=False, threads=1)
     rows = compare_to_baseline(store.rows(), "ls", metric="mae")
     assert {"ls", "ls [tuned]", "sk-knn", "sk-knn [tuned]"} <= {r["method"] for r in rows}
+    # tuned against tuned (the same budget), default against default
+    vs = {r["method"]: r["vs"] for r in rows}
+    assert vs["huber [tuned]"] == "ls [tuned]" and vs["huber"] == "ls" and vs["sk-hgb [tuned]"] == "ls [tuned]"
     # a tuned peer keeps the value the search chose (no second selection on top)
     rec = next(r for r in store.rows() if r["method"] == "sk-knn" and r["tag"] == "tuned")
     assert rec["params"]["n_neighbors"] == knn.params["n_neighbors"]

@@ -165,7 +165,8 @@ def compare_to_baseline(records: Sequence[Mapping[str, Any]], baseline: str, met
     Matched comparison: a row is compared with the run of the baseline *method* on the same
     footing (identical resolved trunk and trainer settings, :func:`footing`) when the store has
     one -- e.g. a neighbor head at batch 256 with ``ls batch_size=256`` -- and with the
-    ``baseline`` row otherwise. ``vs`` names the row compared with; ``matched`` says whether
+    ``baseline`` row otherwise. A tagged variant (``method [tuned]``) is compared with the
+    baseline's variant of the same tag (``ls [tuned]``): each tuned with the same budget. ``vs`` names the row compared with; ``matched`` says whether
     the footing was the same.
     """
     rows = aggregate(records, metrics=tuple(dict.fromkeys([metric, *metrics])))
@@ -176,13 +177,18 @@ def compare_to_baseline(records: Sequence[Mapping[str, Any]], baseline: str, met
     base_rows = {row["dataset"]: row for row in rows if row["method"] == baseline}
     base_method = next((row["base_method"] for row in rows if row["method"] == baseline), baseline)
     same_footing = {(row["dataset"], row["footing"]): row for row in rows
-                    if row["base_method"] == base_method and row["footing"] is not None}
+                    if row["base_method"] == base_method and row["footing"] is not None and not row.get("tag")}
     for row in rows:  # the default baseline row wins a tie of footings
         if row["method"] == baseline and row["footing"] is not None:
             same_footing[(row["dataset"], row["footing"])] = row
+    # a tagged variant (tuned) is compared with the baseline's variant of the same tag: equal budgets
+    same_tag = {(row["dataset"], row["tag"]): row for row in rows if row["base_method"] == base_method and row.get("tag")}
     lower = lower_is_better(metric)
     for row in rows:
-        matched = same_footing.get((row["dataset"], row["footing"])) if row["footing"] is not None else None
+        if row.get("tag"):
+            matched = same_tag.get((row["dataset"], row["tag"]))
+        else:
+            matched = same_footing.get((row["dataset"], row["footing"])) if row["footing"] is not None else None
         b = matched or base_rows.get(row["dataset"])
         row.update(norm=math.nan, norm_ci2=math.nan, p_t=math.nan, p_wilcoxon=math.nan, mean_diff=math.nan,
                    n_pairs=0, verdict="", vs="", matched=matched is not None)
