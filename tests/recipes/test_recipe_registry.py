@@ -111,3 +111,12 @@ def test_suites_and_report_pick_up_the_new_recipe(new_family, tmp_path):
     assert new_family.CALLS == [["toy-head"]]  # the hook saw exactly its family's runs
     assert "toyfamily.png" in {p.name for p in rep["figures"]}
     assert "beyondmse.recipes.toyfamily" in md
+
+
+def test_report_prints_a_family_notes_hook(new_family, tmp_path, monkeypatch):
+    from beyondmse.bench.report import family_notes
+
+    monkeypatch.setattr(new_family, "report_notes", lambda records: [f"toy note: {len(records)} run(s)"],
+                        raising=False)
+    runs = [{"method": "toy-head", "dataset": "d", "seed": s} for s in range(2)] + [{"method": "ls", "dataset": "d"}]
+    assert family_notes(runs) == ["toy note: 2 run(s)"]

@@ -372,12 +372,8 @@ def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> Pa
     return _save_panels(plt, fig, axes, len(panels), path)
 
 
-def family_figures(records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], list[str], list[str]]:
-    """Call the figure hook of every family in ``records``; returns (figures, made, skipped-with-reason).
-
-    Runs are grouped by their base recipe's ``plots`` module; peers and recipes without one
-    have no family figures.
-    """
+def _family_groups(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """The runs of each family figure module (``Recipe.plots``), in first-seen order."""
     from ..recipes import RECIPES, parse_method
 
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -389,8 +385,31 @@ def family_figures(records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple
         module = getattr(RECIPES.get(base), "plots", None)
         if module:
             groups.setdefault(module, []).append(r)
+    return groups
+
+
+def family_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Markdown lines from each family module's optional ``report_notes(records)`` hook (e.g. the
+    codec family's encoder-health table and collapse warnings)."""
+    lines: list[str] = []
+    for name, group in _family_groups(records).items():
+        hook = getattr(importlib.import_module(name), "report_notes", None)
+        if callable(hook):
+            try:
+                lines += list(hook(list(group)) or [])
+            except Exception as err:  # noqa: BLE001 - a family note must not sink the report
+                lines.append(f"(`{name}.report_notes` raised {type(err).__name__}: {err})")
+    return lines
+
+
+def family_figures(records: Sequence[Mapping[str, Any]], out_dir: Path) -> tuple[list[Path], list[str], list[str]]:
+    """Call the figure hook of every family in ``records``; returns (figures, made, skipped-with-reason).
+
+    Runs are grouped by their base recipe's ``plots`` module; peers and recipes without one
+    have no family figures.
+    """
     figures, made, skipped = [], [], []
-    for name, group in groups.items():
+    for name, group in _family_groups(records).items():
         try:
             paths = [Path(p) for p in importlib.import_module(name).report_figures(list(group), out_dir) or []]
             reason = "" if paths else "its report_figures() made no figure for these runs"
@@ -521,6 +540,9 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
         lines += ["## Family figures", ""]
         lines += [f"- made: {m}" for m in made] + [f"- skipped: {s}" for s in skipped]
         lines += [""] + [f"![{p.stem}]({p.name})" for p in fam] + [""]
+        notes = family_notes(records)
+        if notes:
+            lines += ["## Family notes", ""] + notes + [""]
 
     if failed:
         lines += ["## Failed runs", "", "| dataset | method | seed | params | error |", "|---|---|---|---|---|"]
