@@ -46,12 +46,7 @@ def plot_softstep_curves(path: str | Path, params: Sequence[tuple[float, float, 
     ax.set_ylabel("weight")
     ax.set_title(title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_surfaces(path: str | Path, rows: Sequence[tuple[str, Mapping[str, np.ndarray]]],
@@ -91,12 +86,7 @@ def plot_surfaces(path: str | Path, rows: Sequence[tuple[str, Mapping[str, np.nd
             if j == 0:
                 ax.set_ylabel(task, fontsize=9)
         fig.colorbar(im, ax=axes[i, -1], fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=110)
 
 
 def plot_kept_fractions(path: str | Path, rows: Sequence[tuple[str, float, float]],
@@ -122,10 +112,15 @@ def plot_kept_fractions(path: str | Path, rows: Sequence[tuple[str, float, float
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out, write the PNG (making its folder) and close ``fig``."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
