@@ -1,6 +1,6 @@
 """Recipes of the regression-as-classification ("codec") family.
 
-Registered names (family ``"codec"``), all on the default MLP trunk (hidden 128, dropout 0.3)
+Registered names (family ``"codec"``), all on the shared trunk (:data:`beyondmse.models.DEFAULT_MLP`)
 with a :class:`~beyondmse.heads.Codec` head of ``k`` classes (paper values 5, 15, 25):
 
 * ``ls-softmax``    -- :math:`\\mu^\\top\\mathrm{softmax}(g(x))`, mu learned, square loss only;
