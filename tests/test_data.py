@@ -163,3 +163,14 @@ def test_user_parquet_file_with_two_targets(tmp_path):
     frame.to_parquet(tmp_path / "t.parquet")
     ds = load_dataset(str(tmp_path / "t.parquet"), target=["u", "v"])
     assert ds.y.shape == (10, 2) and ds.feature_names == ["a"]
+
+
+def test_diamonds_xy_is_a_real_two_dimensional_target(monkeypatch):
+    """The registered 2-D task (issue 13): length and width in mm, embedded, cleaned of zero rows."""
+    monkeypatch.delenv("BEYONDMSE_DATA", raising=False)
+    ds = load_dataset("diamonds-xy")
+    assert ds.target_names == ["x", "y"] and ds.y.shape == (53918, 2)
+    assert "z" not in ds.feature_names and {"carat", "price", "cut"} <= set(ds.feature_names)
+    assert ds.y.min() > 3.0 and ds.y.max() < 11.0  # no unmeasured (0) or mis-recorded (58.9 mm) rows
+    # a real task, not an identity: x and y agree closely but not exactly
+    assert 0.99 < np.corrcoef(ds.y.T)[0, 1] < 1.0

@@ -144,3 +144,22 @@ def test_encoder_moves_at_the_same_rate_in_spacings_whatever_k():
         moves[k] = moved[clear]
     for k, moved in moves.items():
         torch.testing.assert_close(moved, torch.full_like(moved, lr * 0.5), rtol=1e-3, atol=0, msg=f"k={k}")
+
+
+def test_end_to_end_625_classes_on_the_registered_2d_task():
+    """``diamonds-xy`` through ``run_experiment`` (what ``beyondmse run --dataset diamonds-xy
+    --method e2e-codec --param k=625`` does), on a fixed 4,000-row subsample to stay quick."""
+    from beyondmse.data import load_dataset, make_splits
+    from beyondmse.data.dataset import Dataset
+    from beyondmse.experiment import run_experiment
+
+    full = load_dataset("diamonds-xy")
+    rows = np.random.default_rng(0).choice(full.n_samples, 4000, replace=False)
+    ds = Dataset("diamonds-xy-4k", full.X[rows], full.y[rows], full.feature_names, full.target_names, "subsample")
+    splits = make_splits(ds, seed=0, protocol="default")
+    record = run_experiment(ds, "e2e-codec", 0, epochs=8, params={"k": 625, "lr": 3e-3}, splits=splits)
+    codec = record["head"]["codec"]
+    assert codec["k"] == 625 and codec["target_dim"] == 2
+    assert record["head"]["encoder_health"]["end"]["classes_used"] >= 100
+    mean_mae = float(np.abs(splits.y_test - splits.y_train.mean(0)).mean())
+    assert record["metrics"]["mae"] < 0.2 * mean_mae, (record["metrics"]["mae"], mean_mae)

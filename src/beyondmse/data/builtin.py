@@ -133,6 +133,24 @@ def _load_diamonds_subsample(rows: int = 10_000) -> Dataset:
                    f"{full.source} (fixed {rows}-row subsample, numpy seed 0)")
 
 
+def _load_diamonds_xy() -> Dataset:
+    """A real two-dimensional target: a diamond's length and width ``(x, y)`` in mm.
+
+    Inputs are carat, cut, colour, clarity, depth %, table % and price (``z``, the third
+    dimension, is left out: with depth % it nearly fixes ``(x, y)``). Rows with a zero dimension
+    (unmeasured, 20 rows) or a width above 20 mm (2 recording errors, up to 58.9 mm) are dropped,
+    because min-max target scaling would otherwise squeeze every real diamond into a few cells
+    of a 25 x 25 codec grid.
+    """
+    spec = TABLES[0]
+    path = locate(spec.filename, spec.sha256)
+    frame = read_table(path)
+    keep = (frame[["x", "y", "z"]] > 0).all(axis=1) & (frame["y"] <= 20)
+    return frame_to_dataset(frame[keep].reset_index(drop=True), ["x", "y"], name="diamonds-xy",
+                            source=f"{path} (x, y as targets)", drop=("z",),
+                            categorical_orders=spec.categorical_orders)
+
+
 def register_builtin() -> None:
     for spec in TABLES:
         size = f"{spec.rows} rows"
@@ -147,6 +165,9 @@ def register_builtin() -> None:
     register_dataset("diamonds-10k", "diamonds, all columns, a fixed 10,000-row subsample (the demo set; "
                      "default 80/20 then 85/15 split)", _load_diamonds_subsample,
                      lambda: where("diamonds.csv.gz"), "10000 rows")
+    register_dataset("diamonds-xy", "diamonds, a real 2-D target: length and width (x, y, mm) from carat, cut, "
+                     "colour, clarity, depth, table and price (k = 625 = 25 x 25 codec grid)", _load_diamonds_xy,
+                     lambda: where("diamonds.csv.gz"), "53918 rows")
     register_dataset("retinamnist", "RetinaMNIST 28x28 RGB, diabetic-retinopathy grade 0-4",
                      _load_retinamnist, lambda: where("retinamnist.npz"), "1600 images")
     register_dataset("tate_text", "Tate artworks: year from title/medium/artist text (hashed n-grams)",

@@ -21,7 +21,7 @@ _OBJECTIVES = ("eq9", "kl")
 
 
 def _neg_entropy(t: Tensor) -> Tensor:
-    """:math:`\sum_{ij} T_{ij} \log T_{ij}` with :math:`0 \log 0 = 0` (the forbidden diagonal)."""
+    r""":math:`\sum_{ij} T_{ij} \log T_{ij}` with :math:`0 \log 0 = 0` (the forbidden diagonal)."""
     return (t * t.clamp_min(torch.finfo(t.dtype).tiny).log()).sum()
 
 
