@@ -70,7 +70,7 @@ def test_tightness_coords_carries_the_scripts_protocol():
     assert ls.params == {"hidden": 100, "depth": 2, "dropout": 0.0, "embedding_dim": 0,
                          "weight_init": "normal-0.001", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01,
                          "batch_size": None, "clip_norm": None, "patience": None, "eval_every": 100,
-                         "select": "mae"}
+                         "select": "mse"}
     assert (runs[("coords-torus", "rot")].params["rot_weight"], runs[("coords-torus", "rot")].params["rot_gamma"]) \
         == (10.0, 0.01)
     assert runs[("coords-mammoth", "ph-reg")].params["ph_reg_topo_weight"] == 10000.0
