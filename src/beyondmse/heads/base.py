@@ -42,3 +42,14 @@ class Head(Configurable, nn.Module):
 
     def fit_memory(self, z_train: Tensor, y_train: Tensor) -> None:
         """Store the training embeddings ``(N, d)`` and targets ``(N, m)``; neighbor heads only."""
+
+    def predict_distribution(self, z: Tensor):
+        """The predictive distribution (:class:`beyondmse.distributions.Mixture`) of embeddings
+        ``z`` (N, d). Codec and neighbor heads override this; a head that predicts a point only
+        raises :class:`~beyondmse.distributions.NoDistributionError` (a ValueError)."""
+        from ..distributions import NoDistributionError
+
+        raise NoDistributionError(
+            f"{type(self).__name__} predicts a point, not a distribution: predict_distribution needs a codec head "
+            "(e.g. 'hl-gauss', 'soft-bin', 'e2e-codec') or a neighbor head ('nca', 'nca-softstep-g', ...); "
+            "for intervals around a point model use split conformal (beyondmse.conformal)")

@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_head_inputs
+from ..distributions import Mixture
 from ..functional.codec import (
     decode,
     entropy_from_logits,
@@ -377,6 +378,45 @@ class Codec(Head):
         check_head_inputs(z, None, self.target_dim)
         return torch.softmax(self.g(z), dim=-1)
 
+    def predict_distribution(self, z: Tensor, kernel: str = "default") -> Mixture:
+        """The predictive distribution :math:`\\sum_i \\pi_i(z)\\, K_i` over the decoder centres.
+
+        The class probabilities :math:`\\pi(z)` (N, k) weight one kernel :math:`K_i` per class,
+        centred on :math:`\\mu_i`, so the mean is the point prediction :math:`\\mu^\\top\\pi`.
+        ``kernel="default"`` is the codec's own reading of a class (:meth:`_distribution_kernel`):
+
+        * binning codecs (``hard-bin``, ``hl-gauss``): a uniform density over the class's bin
+          (half-width = half a bin width), i.e. the histogram HL-Gauss is trained to predict;
+        * Gaussian codecs (``soft-bin``, ``trained-codec``, ``e2e-codec``): :math:`\\mathcal{N}(\\mu_i,
+          \\sigma^2)` with the encoder's width :math:`\\sigma` -- the class-conditional of the
+          mixture whose posterior is the encoder (module docstring);
+        * ``ls-softmax``: point masses at :math:`\\mu_i`. Its :math:`\\pi` is trained through its
+          mean only, so this distribution is a by-product, not a calibrated one (calibrate it
+          with :mod:`beyondmse.conformal`).
+
+        ``kernel="point"`` gives point masses at the centres for any codec. For m > 1 the
+        result describes the m marginals (:mod:`beyondmse.distributions`). Memory O(N k m).
+
+        Returns
+        -------
+        Mixture with batch shape (N, m) and k atoms, in the units of the training targets.
+        """
+        if kernel not in ("default", "point"):
+            raise ValueError(f"kernel must be 'default' or 'point', got {kernel!r}")
+        with torch.no_grad():
+            pi = self.predict_proba(z)
+            locs = self.mu.detach().T[None].to(pi.dtype)  # (1, m, k)
+            name, scale = ("point", 0.0) if kernel == "point" else self._distribution_kernel()
+            return Mixture(pi[:, None, :], locs, name, scale)
+
+    def _distribution_kernel(self) -> tuple[str, Tensor | float]:
+        """Hook: ``(kernel, width)`` of one class in :meth:`predict_distribution`; the width is a
+        float or a tensor broadcastable to (1, m, k)."""
+        if self.bins:  # a class is its bin: spread its mass uniformly over it
+            half = ((self.hi - self.lo) / (2 * self.grid_side)).detach()
+            return "uniform", half[None, :, None]
+        return "point", 0.0
+
     # ------------------------------------------------------------------ Head API
     def forward(self, z: Tensor) -> Tensor:
         """Predictions :math:`\\mu^\\top \\mathrm{softmax}(g(z))`, shape (N, m)."""
@@ -600,6 +640,10 @@ class GaussianCodec(Codec):
     def _init_encoder(self, centers: Tensor, sigma: float) -> None:
         self.centers.copy_((centers / sigma).to(self.centers.device, self.centers.dtype))
         self.log_prior.zero_()
+
+    def _distribution_kernel(self) -> tuple[str, Tensor | float]:
+        # the class-conditional N(c_i, sigma^2) of the mixture behind the encoder, around mu_i
+        return "gaussian", float(self.sigma)
 
     def encoder_logits(self, y: Tensor) -> Tensor:
         """Logits of :math:`\\psi`, :math:`\\beta_i - \\|y - c_i\\|^2 / 2\\sigma^2`, shape (N, k)."""

@@ -139,6 +139,18 @@ class MultiTarget(Head):
         value = point_loss(pred, y.unsqueeze(1).expand_as(pred), self.loss_kind, self.huber_delta)
         return LossOutput(value, {self.loss_kind: value.detach()})
 
+    def predict_distribution(self, z: Tensor):
+        """Not available: the M regressors are all trained on the same target, so their spread
+        measures how the heads differ, not the uncertainty about y (they are no ensemble of
+        independent fits and no distribution). Raises
+        :class:`~beyondmse.distributions.NoDistributionError`."""
+        from ..distributions import NoDistributionError
+
+        raise NoDistributionError(
+            "MultiTarget's M regressors all fit the same target: their spread is not a predictive distribution, "
+            "so predict_distribution is not offered; use a codec or neighbor head, or split conformal "
+            "(beyondmse.conformal) around the point prediction")
+
 
 class _OwnInitLinear(nn.Module):
     """A linear layer that is not an ``nn.Linear``, so that model-wide re-initialisation

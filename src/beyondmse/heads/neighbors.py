@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_head_inputs
+from ..distributions import Mixture, TargetGrid
 from ..functional.rank import soft_rank
 from ..functional.softstep import softstep
 from ..functional.streaming import ScoreFn, chunk_ranges, streaming_row_min_max, streaming_topk
@@ -359,6 +360,49 @@ class _NeighborHead(Head):
     def _dense_weights(self, zq: Tensor, mz: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # -- predictive distribution (issue 19) ------------------------------------------------
+    @torch.no_grad()
+    def predict_distribution(self, z: Tensor, *, n_atoms: int = 128, bandwidth: float | None = None) -> Mixture:
+        """The weighted distribution of the neighbors' targets, :math:`\\sum_j p_{ij}\\, \\delta_{y_j}`,
+        for query embeddings ``z`` (Q, d), with the inference weights of :meth:`forward`.
+
+        **Representation (bounded memory).** The weights over the M stored targets are never
+        kept as a (Q, M) matrix. The stored targets are put on a grid of at most ``n_atoms``
+        atoms per target dimension (:class:`~beyondmse.distributions.TargetGrid`: the distinct
+        values when there are at most ``n_atoms``, which is then exact; otherwise
+        ``n_atoms`` quantiles of the targets, each target split linearly between the two atoms
+        around it so the mean is kept exactly). The head then averages these grid codes with
+        its own weights, streamed over the memory in blocks exactly like a prediction: peak
+        memory O(M m G + Qb (chunk_size + m G)) with ``Qb = 2**14 // (m G)`` queries per block
+        (NCA with sparsemax adds Qb x candidates x m G for its candidate gather; DiffKNN
+        Qb x its kept candidates).
+
+        Parameters
+        ----------
+        z : Tensor, shape (Q, d)
+        n_atoms : int, default 128
+            G, the grid size per target dimension.
+        bandwidth : float or None, default None
+            None: point masses on the grid. A float: a Gaussian kernel of that standard
+            deviation (target units) around every atom (kernel smoothing).
+
+        Returns
+        -------
+        Mixture with batch shape (Q, m): marginals for m > 1; its mean equals ``forward(z)``.
+        """
+        self._check_query(z)
+        grid = TargetGrid(self.memory_y, n_atoms)
+        mz = self.memory_z.to(z.dtype)
+        block = max(1, min(self.query_chunk_size, (1 << 14) // (self.target_dim * grid.n_atoms)))
+        parts = [self._grid_weights_chunk(z[i:i + block], mz, grid) for i in range(0, z.shape[0], block)]
+        if not parts:
+            raise ValueError("predict_distribution got no queries (z is empty)")
+        return grid.mixture(torch.cat(parts), bandwidth)
+
+    def _grid_weights_chunk(self, zq: Tensor, mz: Tensor, grid: TargetGrid) -> Tensor:  # pragma: no cover
+        """Hook: grid weights (Qb, m, G) of queries ``zq`` over the memory ``mz``."""
+        raise NotImplementedError
+
 
 # --------------------------------------------------------------------------- NCA
 class NCA(_NeighborHead):
@@ -488,6 +532,11 @@ class NCA(_NeighborHead):
             return {}
         l0, u0, t = self.softstep(z)
         return {"softstep_l0": l0.mean().item(), "softstep_u0": u0.mean().item(), "softstep_t": t.mean().item()}
+
+    def _grid_weights_chunk(self, zq: Tensor, mz: Tensor, grid: TargetGrid) -> Tensor:
+        # the normalizer's streamed average of the targets' grid codes (predict_distribution)
+        avg = self.normalizer.average(self._logit_fn(zq, mz), grid.codes(zq.dtype), self.chunk_size)
+        return avg.view(zq.shape[0], self.target_dim, grid.n_atoms)
 
 
 # --------------------------------------------------------------------------- differentiable kNN
@@ -623,3 +672,8 @@ class DiffKNN(_NeighborHead):
 
     def _param_summary(self, z: Tensor) -> dict[str, float]:
         return {"k_frac": self.k_fraction(z).mean().item()}
+
+    def _grid_weights_chunk(self, zq: Tensor, mz: Tensor, grid: TargetGrid) -> Tensor:
+        # the kept candidates' weights scattered onto the grid (predict_distribution)
+        p, idx = self._candidates(zq, mz)
+        return grid.scatter(p, idx)
