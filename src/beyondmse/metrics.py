@@ -133,3 +133,118 @@ def regression_report(y_true, y_pred, y_train=None) -> dict[str, float]:
     if y_train is not None and np.asarray(y_true).reshape(len(y_true), -1).shape[1] == 1:
         out.update(shot_mae(y_true, y_pred, y_train))
     return out
+
+
+# --------------------------------------------------------------------------- distributions
+#: central-interval levels every run record reports (coverage and width, raw and conformalized)
+INTERVAL_LEVELS = (0.8, 0.9)
+#: nominal levels of the reliability diagram (observed coverage of the central interval)
+RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+PIT_BINS = 10
+
+
+def interval_coverage(y, lower, upper) -> float:
+    """Share of targets inside their closed interval ``[lower, upper]`` (all of shape (N, m))."""
+    yt, lo = _pair(y, lower)
+    _, hi = _pair(y, upper)
+    return float(((yt >= lo) & (yt <= hi)).mean())
+
+
+def interval_width(lower, upper) -> float:
+    """Mean width ``upper - lower``."""
+    lo, hi = _pair(lower, upper)
+    return float((hi - lo).mean())
+
+
+def pit_histogram(pit_left, pit_right, bins: int = PIT_BINS) -> np.ndarray:
+    """Non-randomized PIT histogram (Czado, Gneiting & Held 2009, Sec. 2.1): shares per bin.
+
+    The probability integral transform of an observation y under a predictive cdf F is
+    uniform on :math:`[F(y^-), F(y)]` (a point when F is continuous at y, an interval at a
+    point mass of a discrete distribution). Each observation adds the share of that interval in
+    each of ``bins`` equal bins of [0, 1]; a calibrated forecast gives a flat histogram.
+    Returns shares (bins,) summing to 1.
+    """
+    lo = np.asarray(pit_left, dtype=np.float64).reshape(-1).clip(0.0, 1.0)
+    hi = np.asarray(pit_right, dtype=np.float64).reshape(-1).clip(0.0, 1.0)
+    if lo.shape != hi.shape or lo.size == 0:
+        raise ValueError(f"pit_left {lo.shape} and pit_right {hi.shape} must be non-empty and of one shape")
+    lo = np.minimum(lo, hi)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    span = hi - lo
+    wide = span > 1e-12
+    # the continuous part: overlap of [lo, hi] with each bin, over the interval's length
+    overlap = np.clip(np.minimum(hi[:, None], edges[None, 1:]) - np.maximum(lo[:, None], edges[None, :-1]), 0, None)
+    share = np.where(wide[:, None], overlap / np.where(wide, span, 1.0)[:, None], 0.0)
+    point = np.clip(np.searchsorted(edges, lo[~wide], side="right") - 1, 0, bins - 1)
+    hist = share.sum(0)
+    np.add.at(hist, point, 1.0)
+    return hist / len(lo)
+
+
+def pit_deviation(hist) -> float:
+    """Total-variation distance between a PIT histogram (shares) and the uniform one:
+    :math:`\\frac12 \\sum_b |h_b - 1/B|`, 0 when flat, at most 1 - 1/B."""
+    h = np.asarray(hist, dtype=np.float64)
+    return float(0.5 * np.abs(h - 1.0 / len(h)).sum())
+
+
+def distribution_report(dist_val, y_val, dist_test, y_test, *, conformal: bool = False,
+                        levels=INTERVAL_LEVELS) -> tuple[dict[str, float], dict[str, list]]:
+    """The distribution metrics of a run: on the test split, with CQR fitted on the validation split.
+
+    ``dist_val`` and ``dist_test`` are predictive distributions (anything with ``quantile``,
+    ``cdf``, ``cdf_left`` and ``crps``, e.g. :class:`beyondmse.distributions.Mixture`) of the
+    validation and test inputs; ``y_val`` (n_val, m) and ``y_test`` (n_test, m) the targets in
+    the same units. Returns ``(metrics, curves)``:
+
+    * metrics: ``crps`` (mean CRPS), ``pit_dev`` (:func:`pit_deviation`), and for each level
+      ``p`` in ``levels`` (as a percentage ``P``): ``covP``/``widthP`` of the raw central
+      interval :math:`[F^{-1}(\\alpha/2), F^{-1}(1 - \\alpha/2)]`, :math:`\\alpha = 1 - p`, and
+      ``covP_cqr``/``widthP_cqr`` after conformalized quantile regression on the validation
+      split (:class:`beyondmse.conformal.CQR`);
+    * curves: ``nominal`` (:data:`RELIABILITY_LEVELS`) with the observed coverage ``raw`` and
+      ``cqr`` at each (the reliability diagram), and ``pit_hist``.
+
+    With ``conformal=True`` the distribution's intervals are already conformal (a peer such as
+    MAPIE calibrated them on the validation split): they are reported as the ``_cqr`` numbers
+    and the raw ones are left out.
+    """
+    import torch
+
+    from .conformal import CQR
+
+    yv = np.asarray(y_val, dtype=np.float64).reshape(len(y_val), -1)
+    yt = np.asarray(y_test, dtype=np.float64).reshape(len(y_test), -1)
+    nominal = sorted(set(RELIABILITY_LEVELS) | set(levels))
+    alphas = [1.0 - p for p in nominal]
+    qs = [a / 2 for a in alphas] + [1 - a / 2 for a in alphas]
+    n_lv = len(nominal)
+
+    def bounds(dist) -> np.ndarray:  # (N, m, 2, n_levels)
+        q = dist.quantile(qs).cpu().numpy()
+        return np.stack([q[..., :n_lv], q[..., n_lv:]], axis=2)
+
+    bv, bt = bounds(dist_val), bounds(dist_test)
+    raw_cov, cqr_cov, out = [], [], {}
+    for j, p in enumerate(nominal):
+        lo_t, hi_t = bt[:, :, 0, j], bt[:, :, 1, j]
+        if conformal:
+            clo, chi = lo_t, hi_t
+        else:
+            cqr = CQR.fit(bv[:, :, 0, j], bv[:, :, 1, j], yv, 1.0 - p)
+            clo, chi = cqr.apply(lo_t, hi_t)
+        raw_cov.append(interval_coverage(yt, lo_t, hi_t))
+        cqr_cov.append(interval_coverage(yt, clo, chi))
+        if p in levels:
+            tag = f"{round(100 * p):d}"
+            if not conformal:
+                out[f"cov{tag}"], out[f"width{tag}"] = raw_cov[-1], interval_width(lo_t, hi_t)
+            out[f"cov{tag}_cqr"], out[f"width{tag}_cqr"] = cqr_cov[-1], interval_width(clo, chi)
+    y_t = torch.as_tensor(yt)
+    out["crps"] = float(dist_test.crps(y_t).mean())
+    hist = pit_histogram(dist_test.cdf_left(y_t).cpu().numpy(), dist_test.cdf(y_t).cpu().numpy())
+    out["pit_dev"] = pit_deviation(hist)
+    curves = {"nominal": list(nominal), "raw": None if conformal else raw_cov, "cqr": cqr_cov,
+              "pit_hist": hist.tolist()}
+    return out, curves

@@ -243,3 +243,19 @@ class Trainer:
         out = torch.cat([model(X[i:i + self.eval_batch_size]) for i in range(0, len(X), self.eval_batch_size)])
         model.train(was_training)
         return out
+
+    @torch.no_grad()
+    def predict_distribution(self, model: RegressionModel, X, **options):
+        """The predictive distribution (:class:`~beyondmse.distributions.Mixture`, batch (N, m))
+        in eval mode: embeddings in chunks of ``eval_batch_size``, then the head's
+        ``predict_distribution(z, **options)`` (which bounds its own memory). Raises
+        :class:`~beyondmse.distributions.NoDistributionError` for a point head."""
+        X = as_tensor(X, self.device)
+        check_finite("features", X)
+        was_training = model.training
+        model.eval()
+        try:
+            z = torch.cat([model.embed(X[i:i + self.eval_batch_size]) for i in range(0, len(X), self.eval_batch_size)])
+            return model.head.predict_distribution(z, **options)
+        finally:
+            model.train(was_training)

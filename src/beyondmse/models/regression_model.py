@@ -36,6 +36,16 @@ class RegressionModel(nn.Module):
         """Predictions ``(N, m)``."""
         return self.head(self.trunk(x))
 
+    def predict_distribution(self, x: Tensor, **options):
+        """The head's predictive distribution on ``trunk(x)`` (a
+        :class:`~beyondmse.distributions.Mixture` with batch shape (N, m)), in the units of the
+        training targets; ``options`` go to the head's ``predict_distribution`` (e.g. ``kernel``
+        for codecs, ``n_atoms`` and ``bandwidth`` for neighbor heads). Like :meth:`forward`,
+        it uses the current mode: call ``eval()`` first. Raises
+        :class:`~beyondmse.distributions.NoDistributionError` for a point head."""
+        with torch.no_grad():
+            return self.head.predict_distribution(self.trunk(x), **options)
+
     def training_loss(self, x: Tensor, y: Tensor) -> LossOutput:
         z = self.trunk(x)
         out = self.head.loss(z, y)
