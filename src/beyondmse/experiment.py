@@ -10,7 +10,10 @@ defaults with where each came from (``recipe``, ``preset`` or ``params``). Metri
 targets (labels min-max scaled to [0, 1] on the training split, unless the dataset keeps raw
 units), on the test split; the validation split is the only one used for any choice. A head
 with a ``fit_summary(y_val)`` hook adds its answer as ``head`` (codec heads: encoder health at
-the start and end of training on the validation targets, and the fitted codec).
+the start and end of training on the validation targets, and the fitted codec). A method with a
+predictive distribution (codec and neighbor heads, the uncertainty peers) adds ``crps``,
+``pit_dev``, ``cov80``/``width80``/``cov90``/``width90`` and their ``_cqr`` versions (calibrated
+on the validation split) to ``metrics``, and ``uncertainty`` (reliability curve, PIT histogram).
 """
 
 from __future__ import annotations
@@ -46,6 +49,21 @@ def _val_metrics(y_val: np.ndarray, pred_val: np.ndarray) -> dict[str, float]:
     return {name: fn(err) for name, fn in SELECT_METRICS.items()}
 
 
+def _distribution_scores(predict_distribution, splits: Splits, conformal: bool = False) -> dict[str, Any]:
+    """Distribution metrics of a method that has a predictive distribution (issue 19): CRPS, PIT
+    deviation, coverage and width at 80% / 90%, raw and calibrated (CQR on the validation split),
+    as ``{"metrics": {...}, "uncertainty": {reliability curve, PIT histogram}}``; ``{}`` for a
+    point method (:func:`beyondmse.metrics.distribution_report`)."""
+    from .distributions import NoDistributionError
+
+    try:
+        d_val, d_test = predict_distribution(splits.X_val), predict_distribution(splits.X_test)
+    except NoDistributionError:
+        return {}
+    metrics, curves = M.distribution_report(d_val, splits.y_val, d_test, splits.y_test, conformal=conformal)
+    return {"metrics": metrics, "uncertainty": curves}
+
+
 def _run_peer(name: str, knobs: dict, given: set[str], splits: Splits, seed: int) -> tuple[dict, dict, float]:
     peer = PEERS[name]
     start = time.perf_counter()
@@ -65,8 +83,14 @@ def _run_peer(name: str, knobs: dict, given: set[str], splits: Splits, seed: int
     fit_seconds = time.perf_counter() - start
     pred_val = est.predict(splits.X_val).reshape(splits.y_val.shape)
     pred_test = est.predict(splits.X_test).reshape(splits.y_test.shape)
-    return chosen, {"metrics": _scores(splits, pred_test), "val_metrics": _val_metrics(splits.y_val, pred_val)}, \
-        fit_seconds
+    result = {"metrics": _scores(splits, pred_test), "val_metrics": _val_metrics(splits.y_val, pred_val)}
+    if callable(getattr(est, "predict_distribution", None)):  # uncertainty peers (recipes/uncertainty_peers.py)
+        if callable(getattr(est, "calibrate", None)):
+            est.calibrate(splits.X_val, splits.y_val)
+        extra = _distribution_scores(est.predict_distribution, splits, bool(getattr(est, "conformal", False)))
+        result["metrics"].update(extra.get("metrics", {}))
+        result["uncertainty"] = extra.get("uncertainty")
+    return chosen, result, fit_seconds
 
 
 def _config(method: str, model, trainer: Trainer, params: dict, preset_params: dict, preset: str | None) -> dict:
@@ -148,6 +172,10 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
                   best_epoch=hist.best_epoch, cap_bound=bool(hist.best_epoch > 0.9 * trainer.max_epochs),
                   metrics=_scores(splits, pred_test), val_metrics=_val_metrics(splits.y_val, pred_val),
                   history=hist.as_dict(), config=config)
+    extra = _distribution_scores(lambda X: trainer.predict_distribution(model, X), splits)
+    if extra:  # codec and neighbor heads: CRPS, PIT, interval coverage / width (raw and CQR)
+        record["metrics"].update(extra["metrics"])
+        record["uncertainty"] = extra["uncertainty"]
     summary = getattr(model.head, "fit_summary", None)
     if callable(summary):  # what the head reports of its own fit (a codec: encoder health + its parameters)
         record["head"] = summary(torch.as_tensor(splits.y_val, dtype=torch.float32, device=trainer.device))
