@@ -373,9 +373,9 @@ class _NeighborHead(Head):
         ``n_atoms`` quantiles of the targets, each target split linearly between the two atoms
         around it so the mean is kept exactly). The head then averages these grid codes with
         its own weights, streamed over the memory in blocks exactly like a prediction: peak
-        memory O(M m G + Qb (chunk_size + m G)) with ``Qb = 2**14 // (m G)`` queries per block
-        (NCA with sparsemax adds Qb x candidates x m G for its candidate gather; DiffKNN
-        Qb x its kept candidates).
+        memory O(M m G + Qb (chunk_size + m G)) for ``Qb = query_chunk_size`` queries per block
+        (DiffKNN adds Qb x its kept candidates; NCA with sparsemax gathers (rows, candidates,
+        m G) codes and so takes rows of at most 2**22 such entries).
 
         Parameters
         ----------
@@ -393,7 +393,7 @@ class _NeighborHead(Head):
         self._check_query(z)
         grid = TargetGrid(self.memory_y, n_atoms)
         mz = self.memory_z.to(z.dtype)
-        block = max(1, min(self.query_chunk_size, (1 << 14) // (self.target_dim * grid.n_atoms)))
+        block = self.query_chunk_size
         parts = [self._grid_weights_chunk(z[i:i + block], mz, grid) for i in range(0, z.shape[0], block)]
         if not parts:
             raise ValueError("predict_distribution got no queries (z is empty)")
@@ -534,8 +534,13 @@ class NCA(_NeighborHead):
         return {"softstep_l0": l0.mean().item(), "softstep_u0": u0.mean().item(), "softstep_t": t.mean().item()}
 
     def _grid_weights_chunk(self, zq: Tensor, mz: Tensor, grid: TargetGrid) -> Tensor:
-        # the normalizer's streamed average of the targets' grid codes (predict_distribution)
-        avg = self.normalizer.average(self._logit_fn(zq, mz), grid.codes(zq.dtype), self.chunk_size)
+        # the normalizer's streamed average of the targets' grid codes (predict_distribution); a
+        # normalizer that gathers candidates (sparsemax) holds (rows, candidates, m G) codes at once
+        codes = grid.codes(zq.dtype)
+        rows = max(1, (1 << 22) // (getattr(self.normalizer, "candidates", 1) * codes.shape[1]))
+        rows = zq.shape[0] if rows >= zq.shape[0] else rows
+        avg = torch.cat([self.normalizer.average(self._logit_fn(zq[i:i + rows], mz), codes, self.chunk_size)
+                         for i in range(0, zq.shape[0], rows)])
         return avg.view(zq.shape[0], self.target_dim, grid.n_atoms)
 
 
