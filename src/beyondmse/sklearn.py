@@ -58,6 +58,9 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         Whether ``y`` was 1-D; ``predict`` then returns shape ``(n,)``, else ``(n, m)``.
     x_scaling_, y_scaling_ : beyondmse.data.scaling.MinMaxScaling
         The min-max scalings of features and targets, fitted on all of ``X`` and ``y``.
+    calibration_X_, calibration_y_ : ndarray
+        The held-out validation rows (scaled features and targets) that
+        :meth:`predict_interval` calibrates on; empty when nothing was held out.
 
     Examples
     --------
@@ -134,6 +137,8 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         # predictions in float64: float32 matrix products round differently for different batch
         # sizes, and an estimator's predict(X[:k]) must equal predict(X)[:k]
         self.model_ = model.cpu().double().eval()
+        # the held-out validation rows (scaled) calibrate predict_interval (split conformal)
+        self.calibration_X_, self.calibration_y_ = Xs[val].astype(np.float64), ys[val].astype(np.float64)
         return self
 
     def predict(self, X):
@@ -146,3 +151,56 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         const = self.y_scaling_.constant
         pred[:, const] = self.y_scaling_.offset[const]
         return pred[:, 0] if self.y_was_1d_ else pred
+
+    def _scaled_distribution(self, Xs: np.ndarray):
+        with torch.no_grad():
+            return self.model_.predict_distribution(torch.as_tensor(Xs, dtype=torch.float64))
+
+    def _unscale(self, dist):
+        scale = np.where(self.y_scaling_.constant, 0.0, self.y_scaling_.scale)  # a constant column: a point mass
+        return dist.affine(scale.astype(np.float64), self.y_scaling_.offset.astype(np.float64))
+
+    def predict_distribution(self, X):
+        """The head's predictive distribution of each row, in the units of ``y``.
+
+        Returns a :class:`beyondmse.distributions.Mixture` with batch shape (n, m) (``mean``,
+        ``quantile(q)``, ``interval(alpha)``, ``cdf(y)``, ``sample(k)``, ``crps(y)``; for m > 1
+        the m marginals). Needs a method with a distribution (codec or neighbor heads); a point
+        method (``ls``, ``mt``, ...) raises :class:`beyondmse.distributions.NoDistributionError`,
+        a ValueError. These raw distributions are not calibrated: see :meth:`predict_interval`.
+        """
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self._unscale(self._scaled_distribution(self.x_scaling_.transform(X).astype(np.float32)))
+
+    def predict_interval(self, X, alpha: float = 0.1, conformal: bool = True) -> np.ndarray:
+        """Prediction intervals of level ``1 - alpha``: shape (n, 2) of (lower, upper) bounds, or
+        (n, m, 2) when ``y`` was 2-D, in the units of ``y``.
+
+        The raw interval is the central interval of :meth:`predict_distribution`,
+        :math:`[F^{-1}(\\alpha/2), F^{-1}(1 - \\alpha/2)]`. With ``conformal=True`` (the default)
+        it is calibrated by conformalized quantile regression (:class:`beyondmse.conformal.CQR`)
+        on the validation rows the estimator held out in ``fit`` (``validation_fraction``), so
+        that on exchangeable data it covers at least ``1 - alpha`` of new targets (marginally,
+        per target column). Those rows also chose the early-stopping epoch, a mild reuse that
+        the coverage guarantee does not account for. ``conformal=False`` returns the raw
+        interval (no calibration data needed).
+        """
+        from .conformal import CQR
+        from .distributions import check_alpha
+
+        alpha = check_alpha(alpha)
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        dist = self._scaled_distribution(self.x_scaling_.transform(X).astype(np.float32))
+        lo, hi = dist.interval(alpha).numpy().transpose(2, 0, 1)  # each (n, m), scaled units
+        if conformal:
+            if len(self.calibration_y_) == 0:
+                raise ValueError("predict_interval(conformal=True) calibrates on the validation rows held out in fit, "
+                                 "but this fit held out none (validation_fraction=0 or fewer than 20 samples); "
+                                 "refit with validation_fraction > 0 or pass conformal=False for the raw interval")
+            cal = self._scaled_distribution(self.calibration_X_.astype(np.float32)).interval(alpha).numpy()
+            lo, hi = CQR.fit(cal[..., 0], cal[..., 1], self.calibration_y_, alpha).apply(lo, hi)
+        scale = np.where(self.y_scaling_.constant, 0.0, self.y_scaling_.scale)
+        out = np.stack([lo * scale + self.y_scaling_.offset, hi * scale + self.y_scaling_.offset], axis=-1)
+        return out[:, 0] if self.y_was_1d_ else out
