@@ -544,6 +544,13 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
         if notes:
             lines += ["## Family notes", ""] + notes + [""]
 
+    if records:  # runs with a predictive distribution (issue 19): coverage / width / CRPS and reliability
+        from ..plots.uncertainty import report_section
+
+        unc_lines, unc_figures = report_section(records, out)
+        lines += unc_lines
+        figures += unc_figures
+
     if failed:
         lines += ["## Failed runs", "", "| dataset | method | seed | params | error |", "|---|---|---|---|---|"]
         for f in failed:
