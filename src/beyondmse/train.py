@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .data.augment import augment_batch, parse_augment
 from .models.regression_model import RegressionModel
 
 
@@ -117,13 +118,16 @@ class Trainer:
         Defaults to CUDA when available.
     progress : bool, default False
         Show a tqdm progress bar over epochs.
+    augment : str or None, default None
+        Light augmentation of image training batches: ``"flip"``, ``"crop"`` or ``"flip+crop"``
+        (:mod:`beyondmse.data.augment`); ignored for non-image inputs.
     """
 
     def __init__(self, *, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int | None = 256,
                  max_epochs: int = 200, patience: int | None = 20, clip_norm: float | None = 1.0,
                  optimizer: str = "adam", eval_every: int = 1, select: str = "mse", seed: int = 0,
                  device: str | torch.device | None = None, progress: bool = False,
-                 eval_batch_size: int = 8192):
+                 eval_batch_size: int = 8192, augment: str | None = None):
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if weight_decay < 0:
@@ -142,6 +146,7 @@ class Trainer:
         self.select = select
         self.device = torch.device(device) if device is not None else default_device()
         self.progress, self.eval_batch_size = progress, eval_batch_size
+        self.augment, self._augment_ops = augment, parse_augment(augment)
 
     # ------------------------------------------------------------------ helpers
     def _batches(self, n: int, generator: torch.Generator) -> list[Tensor]:
@@ -193,7 +198,8 @@ class Trainer:
             total, count, term_sums = 0.0, 0, {}
             for idx in self._batches(len(X), gen):
                 idx = idx.to(self.device)
-                out = model.training_loss(X[idx], y[idx])
+                xb = augment_batch(X[idx], self._augment_ops, gen) if self._augment_ops else X[idx]
+                out = model.training_loss(xb, y[idx])
                 if not torch.isfinite(out.total):
                     raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {out.terms}")
                 opt.zero_grad(set_to_none=True)

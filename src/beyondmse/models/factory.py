@@ -24,11 +24,16 @@ def make_trunk(input_shape: tuple[int, ...], trunk: Mapping[str, Any]) -> nn.Mod
     input_shape : tuple of int
         One sample's shape: ``(D,)`` for feature vectors, ``(C, H, W)`` for images.
     trunk : mapping
-        ``trunk`` (``"auto"``, ``"mlp"``, ``"cnn"`` or ``"identity"``) plus the chosen trunk's
+        ``trunk`` (``"auto"``, ``"mlp"``, ``"cnn"``, ``"identity"`` or a pretrained backbone of
+        :data:`~beyondmse.models.backbones.BACKBONES`, e.g. ``"efficientnet-lite0"``) plus the chosen trunk's
         constructor arguments (``hidden``, ``depth``, ``dropout``, ``embedding_dim``, ...).
     """
     trunk = dict(trunk)
     kind = trunk.pop("trunk", "auto")
+    from .backbones import BACKBONES, make_backbone_trunk  # pretrained image backbones (issue 16)
+
+    if kind in BACKBONES:
+        return make_backbone_trunk(kind, tuple(input_shape), trunk)
     if kind == "identity":
         if len(input_shape) != 1:
             raise ValueError(f"the identity trunk needs feature vectors, got input shape {input_shape}")
@@ -45,7 +50,8 @@ def make_trunk(input_shape: tuple[int, ...], trunk: Mapping[str, Any]) -> nn.Mod
             raise ValueError(f"the CNN trunk needs images (C, H, W), got input shape {input_shape}")
         trunk.pop("depth", None)
         return SmallCNN(in_channels=input_shape[0], image_size=input_shape[1], **trunk)
-    raise ValueError(f"no trunk {kind!r} for input shape {input_shape}; use 'mlp', 'cnn' or 'identity'")
+    raise ValueError(f"no trunk {kind!r} for input shape {input_shape}; use 'mlp', 'cnn', 'identity' "
+                     f"or a pretrained backbone ({', '.join(sorted(BACKBONES))})")
 
 
 __all__ = ["DEFAULT_MLP", "make_trunk"]

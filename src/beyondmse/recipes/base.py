@@ -17,7 +17,8 @@ the report and the plots.
 
 Parameters a user passes are one flat dict. Keys are routed by name:
 
-* trunk keys (:data:`TRUNK_KEYS`): ``hidden``, ``depth``, ``dropout``, ``embedding_dim``, ``trunk``;
+* trunk keys (:data:`TRUNK_KEYS`): ``hidden``, ``depth``, ``dropout``, ``embedding_dim``, ``trunk``,
+  and for a pretrained backbone ``freeze`` and ``resolution``;
 * trainer keys (:data:`TRAINER_KEYS`): ``lr``, ``weight_decay``, ``batch_size``, ...;
 * everything else must be a knob the recipe or one of its regularizers declares.
 """
@@ -28,13 +29,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
 from ..heads.base import Head
 from ..models import RegressionModel, init_weights_, make_trunk
+from ..models.backbones import BACKBONES
+from ..models.user_trunk import embedding_width
 from ..regularizers.base import Regularizer
 
-TRUNK_KEYS = ("trunk", "hidden", "depth", "dropout", "embedding_dim", "weight_init")
+TRUNK_KEYS = ("trunk", "hidden", "depth", "dropout", "embedding_dim", "weight_init", "freeze", "resolution")
 TRAINER_KEYS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "clip_norm",
-                "optimizer", "eval_every", "select")
+                "optimizer", "eval_every", "select", "augment")
 
 #: The search space every torch method shares under ``--tune`` (the trainer's settings); a
 #: recipe, suffix or peer adds its own knobs in ``search``. Each entry is ``("log", lo, hi)``,
@@ -225,8 +230,14 @@ def split_params(name: str, params: Mapping[str, Any] | None) -> tuple[dict, dic
 
 
 def build_model(name: str, input_shape: tuple[int, ...] | int, target_dim: int,
-                params: Mapping[str, Any] | None = None) -> tuple[RegressionModel, dict[str, Any]]:
+                params: Mapping[str, Any] | None = None,
+                trunk: nn.Module | None = None) -> tuple[RegressionModel, dict[str, Any]]:
     """Build the torch model of method ``name`` and return it with its Trainer keyword arguments.
+
+    ``trunk``: your own module instead of the recipe's trunk (any ``(N, *input_shape) -> (N, d)``
+    module, e.g. a pretrained backbone; ``d`` is found by one dry forward pass,
+    :func:`~beyondmse.models.user_trunk.embedding_width`). ``params`` may then hold no trunk
+    settings.
 
     >>> model, trainer_kwargs = build_model("ls", input_shape=6, target_dim=1)
     >>> model(torch.zeros(4, 6)).shape
@@ -242,10 +253,20 @@ def build_model(name: str, input_shape: tuple[int, ...] | int, target_dim: int,
     trunk_kw, trainer_kw, knobs = split_params(name, params)
     recipe = RECIPES[base]
     weight_init = trunk_kw.pop("weight_init", None)
-    trunk = make_trunk(tuple(input_shape), trunk_kw)
+    if trunk is not None:  # a user's module (issue 16)
+        given = sorted(k for k in params or {} if k in TRUNK_KEYS)
+        if given:
+            raise ValueError(f"trunk settings {given} apply to the recipe's trunk, not to the module passed as trunk=")
+        width = embedding_width(trunk, tuple(input_shape))
+    else:
+        if weight_init not in (None, "default") and trunk_kw.get("trunk") in BACKBONES:
+            raise ValueError("weight_init re-initialises every Linear layer, which would erase the pretrained "
+                             f"backbone {trunk_kw['trunk']!r}; leave weight_init unset")
+        trunk = make_trunk(tuple(input_shape), trunk_kw)
+        width = trunk.out_features
     # the head and the recipe's own regularizers see the recipe's knobs; each suffix sees its own
     own = {k: v for k, v in knobs.items() if k in recipe.knobs}
-    head = recipe.make_head(trunk.out_features, target_dim, own)
+    head = recipe.make_head(width, target_dim, own)
     regs = list(recipe.make_regularizers(own))
     regs += [REGULARIZERS[s].make({k: v for k, v in knobs.items() if k in REGULARIZERS[s].knobs}) for s in suffixes]
     # after the head exists: the coordinate protocol re-initialises every Linear, the head's too
