@@ -125,6 +125,15 @@ def _load_tate_text(n_features: int = 512) -> Dataset:
                    [f"hash{i}" for i in range(n_features)], ["year"], str(path))
 
 
+def _load_tate_tfidf() -> Dataset:
+    """Year from title and medium: TF-IDF -> truncated SVD (256) fitted on the training rows of a
+    split drawn once with seed 0 (:mod:`beyondmse.data.text`)."""
+    from .text import load_text_csv
+
+    path = locate("tate_text.csv.gz", "b7c83e994408db37465b38b8fef2c30a86d212dde1e988cced4d651be081739a")
+    return load_text_csv(path, text=["title", "medium"], target="year", name="tate_text-tfidf")
+
+
 def _load_diamonds_subsample(rows: int = 10_000) -> Dataset:
     """A fixed subsample of the embedded diamonds (all columns), small enough for the demo."""
     full = _load_table(TABLES[0], numeric=False)
@@ -172,3 +181,6 @@ def register_builtin() -> None:
                      _load_retinamnist, lambda: where("retinamnist.npz"), "1600 images")
     register_dataset("tate_text", "Tate artworks: year from title/medium/artist text (hashed n-grams)",
                      _load_tate_text, lambda: where("tate_text.csv.gz"), "4284 rows")
+    register_dataset("tate_text-tfidf", "Tate artworks: year from title and medium, TF-IDF -> SVD(256) fitted on "
+                     "the training split (fixed split, seed 0)", _load_tate_tfidf, lambda: where("tate_text.csv.gz"),
+                     "4284 rows, split 2913/514/857")

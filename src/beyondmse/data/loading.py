@@ -10,7 +10,8 @@ from .sources import fetch_openml_frame
 from .tables import frame_to_dataset, read_table
 
 
-def load_dataset(name: str, *, target: str | list[str] | None = None, download: bool = True) -> Dataset:
+def load_dataset(name: str, *, target: str | list[str] | None = None, download: bool = True,
+                 text: str | list[str] | None = None, **options) -> Dataset:
     """Load a dataset by registered name, ``"openml:<id>"`` or file path.
 
     Parameters
@@ -22,6 +23,14 @@ def load_dataset(name: str, *, target: str | list[str] | None = None, download: 
         Target column(s); required for files, optional for OpenML (defaults to its target).
     download : bool
         Allow OpenML downloads (the cache is always tried first).
+    text : str or list of str, optional
+        Text column(s) of a CSV file: the text becomes features (:func:`beyondmse.data.text.load_text_csv`).
+    options
+        Settings of the file loaders: ``resize``, ``standardize`` for an image ``.npz`` or folder
+        (:mod:`beyondmse.data.images`), ``encoder``, ``n_components`` for text.
+
+    An ``.npz`` path is an image dataset (``x``, ``y``, optional ``split``); a folder is a folder
+    of images with ``targets.csv``.
 
     >>> ds = load_dataset("diamonds-num")
     >>> ds.X.shape, ds.target_names
@@ -32,6 +41,8 @@ def load_dataset(name: str, *, target: str | list[str] | None = None, download: 
     if name in DATASETS:
         if target is not None:
             raise ValueError(f"dataset {name!r} has a fixed target; --target is for files and OpenML")
+        if text is not None or options:
+            raise ValueError(f"dataset {name!r} is registered with its settings; text= and {sorted(options)} are for files")
         return DATASETS[name].load()
     if name.startswith("openml:"):
         try:
@@ -44,6 +55,24 @@ def load_dataset(name: str, *, target: str | list[str] | None = None, download: 
             raise ValueError(f"OpenML dataset {data_id} has no default target; pass target=")
         return frame_to_dataset(frame, target, name=f"openml:{data_id}", source=f"openml:{data_id}")
     path = Path(name).expanduser()
+    if path.suffix == ".npz":  # images: x, y, optional split (beyondmse.data.images)
+        from .images import load_image_npz
+
+        if target is not None:
+            raise ValueError(f"an image .npz carries its targets (array y); drop --target for {name!r}")
+        return load_image_npz(path, **options)
+    if path.is_dir():  # a folder of images with a CSV of targets
+        from .images import load_image_folder
+
+        if target is None:
+            raise ValueError(f"loading the image folder {name!r} needs a target column of its targets.csv (--target)")
+        return load_image_folder(path, target, **options)
+    if text is not None:  # text column(s) of a CSV -> features (beyondmse.data.text)
+        from .text import load_text_csv
+
+        if target is None:
+            raise ValueError(f"loading the text file {name!r} needs a target column (--target COLUMN)")
+        return load_text_csv(path, text=text, target=target, **options)
     if path.suffix or path.exists():
         if target is None:
             raise ValueError(f"loading the file {name!r} needs a target column (--target COLUMN)")
