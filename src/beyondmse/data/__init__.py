@@ -12,7 +12,7 @@ register_builtin_presets()
 
 
 # generated tasks (SoftStep's 2-D surfaces, the manifold coordinates) register themselves on import
-from . import coordinates, synthetic  # noqa: E402,F401
+from . import coordinates, synthetic, unstructured  # noqa: E402,F401
 
 __all__ = ["Dataset", "DATASETS", "DatasetEntry", "PRESETS", "PROTOCOLS", "Preset", "Splits", "get_preset",
            "load_dataset", "make_splits", "register_dataset", "register_preset"]
