@@ -487,7 +487,7 @@ class TargetGrid:
                 low, f = torch.zeros(M, dtype=torch.int64, device=y.device), torch.zeros(M, dtype=torch.float64,
                                                                                       device=y.device)
             else:
-                low = (torch.searchsorted(grid, col, right=True) - 1).clamp(0, g - 2)
+                low = (torch.searchsorted(grid, col.contiguous(), right=True) - 1).clamp(0, g - 2)
                 f = ((col - grid[low]) / (grid[low + 1] - grid[low])).clamp(0.0, 1.0)
             locs[d, :g] = grid
             locs[d, g:] = grid[-1]
