@@ -82,6 +82,8 @@ class _Encoder:
             if v.dtype == object:
                 raise _Undescribable(f"{where} is an object array")
             return {"__ndarray__": self._tensor(torch.from_numpy(np.ascontiguousarray(v)))}
+        if isinstance(v, tuple) and hasattr(v, "_fields"):  # a namedtuple would come back as a plain tuple
+            raise _Undescribable(f"{where} is a namedtuple ({type(v).__qualname__})")
         if isinstance(v, tuple):
             return {"__tuple__": [self(x, f"{where}[{i}]", modules) for i, x in enumerate(v)]}
         if isinstance(v, list):
