@@ -16,6 +16,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .data.augment import augment_batch, parse_augment
+from . import distributed
 from .models.regression_model import RegressionModel
 
 
@@ -117,10 +118,19 @@ class Trainer:
     device : str or torch.device or None
         Defaults to CUDA when available.
     progress : bool, default False
-        Show a tqdm progress bar over epochs.
+        Show a tqdm progress bar over epochs (on rank 0 only, under several processes).
     augment : str or None, default None
         Light augmentation of image training batches: ``"flip"``, ``"crop"`` or ``"flip+crop"``
         (:mod:`beyondmse.data.augment`); ignored for non-image inputs.
+
+    Under several processes (a ``torch.distributed`` process group of P > 1, e.g. from
+    ``beyondmse run --nproc P``, ``torchrun`` or Ray Train), every rank calls :meth:`fit` with the
+    same data and seed: all ranks draw the same global permutation and batches of ``batch_size``
+    rows, each trains on its contiguous part of every batch (the batches DistributedSampler would
+    give, so P x B/P is the batch of 1 x B), the model is wrapped in DistributedDataParallel, and
+    the heads and regularizers see the global batch (:mod:`beyondmse.distributed`). The memory bank
+    and the validation predictions are computed in parts and gathered, so every rank takes the same
+    early-stopping decision and ends with the same model.
     """
 
     def __init__(self, *, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int | None = 256,
@@ -185,6 +195,10 @@ class Trainer:
             Xv, yv = self._prepare(X_val, y_val, "validation")
         model.to(self.device)
         model.head.fit_targets(y)
+        if distributed.is_distributed():
+            self._check_same_on_all_ranks(len(X), len(Xv) if has_val else 0)
+        step = distributed.wrap_for_training(model)  # DistributedDataParallel under several processes
+        part = distributed.local_part  # this rank's rows (all rows in one process)
         opt_cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
         params = [p for p in model.parameters() if p.requires_grad]
         opt = opt_cls(decay_groups(model, params, self.weight_decay), lr=self.lr, weight_decay=self.weight_decay)
@@ -192,14 +206,15 @@ class Trainer:
         hist = History()
         best, best_state, waited = math.inf, None, 0
         start = time.perf_counter()
-        bar = tqdm(range(1, self.max_epochs + 1), disable=not self.progress, desc="epochs", leave=False)
+        bar = tqdm(range(1, self.max_epochs + 1), disable=not (self.progress and distributed.is_main_process()),
+                   desc="epochs", leave=False)
         for epoch in bar:
             model.train()
             total, count, term_sums = 0.0, 0, {}
             for idx in self._batches(len(X), gen):
                 idx = idx.to(self.device)
                 xb = augment_batch(X[idx], self._augment_ops, gen) if self._augment_ops else X[idx]
-                out = model.training_loss(xb, y[idx])
+                out = step(part(xb), part(y[idx]))  # the loss of the global batch idx
                 if not torch.isfinite(out.total):
                     raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {out.terms}")
                 opt.zero_grad(set_to_none=True)
@@ -215,8 +230,8 @@ class Trainer:
             hist.terms.append({k: v / count for k, v in term_sums.items()})
             hist.epochs_run = epoch
             if has_val and (epoch % self.eval_every == 0 or epoch == self.max_epochs):
-                model.fit_memory_from(X, y)
-                err = self.predict(model, Xv) - yv
+                model.fit_memory_from(part(X), part(y))
+                err = self._predict_parts(model, Xv) - yv
                 mae = err.abs().mean().item()
                 score = SELECT_METRICS[self.select](err)
                 hist.val_mae.append(mae)
@@ -234,10 +249,26 @@ class Trainer:
             model.load_state_dict(best_state)
         else:
             hist.best_epoch = hist.epochs_run
-        model.fit_memory_from(X, y)
+        model.fit_memory_from(part(X), part(y))
         model.eval()
         hist.seconds = time.perf_counter() - start
         return hist
+
+    def _check_same_on_all_ranks(self, *values: int) -> None:
+        """Every rank must fit on the same data (a clear error, the same on all ranks)."""
+        seen = distributed.gather_rows(torch.tensor([values], dtype=torch.long, device=self.device)).cpu()
+        if not (seen == seen[0]).all():
+            raise ValueError(f"every process must pass the same training/validation data to Trainer.fit; "
+                             f"rows per rank (training, validation): {seen.tolist()}")
+
+    def _predict_parts(self, model: RegressionModel, X: Tensor) -> Tensor:
+        """:meth:`predict` on ``X``; under several processes each rank predicts its part and the
+        parts are gathered (a collective), so every rank holds the same predictions."""
+        if not distributed.is_distributed():
+            return self.predict(model, X)
+        mine = distributed.local_part(X)
+        local = self.predict(model, mine) if len(mine) else torch.zeros(0, model.target_dim, device=self.device)
+        return distributed.gather_rows(local)
 
     @torch.no_grad()
     def predict(self, model: RegressionModel, X) -> Tensor:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from ..distributed import gather_batch
 from ..heads.base import Head, LossOutput
 from ..regularizers.base import Regularizer
 
@@ -15,7 +16,9 @@ class RegressionModel(nn.Module):
     """``x -> z = trunk(x) -> head(z)``.
 
     The training objective is ``head.loss(z, y).total + sum(r(z, y) for r in regularizers)``;
-    every part is returned by name in :meth:`training_loss` so the Trainer can log it.
+    every part is returned by name in :meth:`training_loss` so the Trainer can log it. Inside a
+    process group of several processes, ``z`` and ``y`` are first gathered from every rank
+    (:func:`beyondmse.distributed.gather_batch`), so the batch-level losses see the global batch.
     """
 
     def __init__(self, trunk: nn.Module, head: Head, regularizers: Iterable[Regularizer] = ()):
@@ -47,7 +50,9 @@ class RegressionModel(nn.Module):
             return self.head.predict_distribution(self.trunk(x), **options)
 
     def training_loss(self, x: Tensor, y: Tensor) -> LossOutput:
-        z = self.trunk(x)
+        """The objective on this rank's rows ``x (n, ...)``, ``y (n, m)``; under several processes
+        on the global batch gathered from all ranks (the same value on every rank)."""
+        z, y = gather_batch(self.trunk(x), y)
         out = self.head.loss(z, y)
         total = out.total
         terms = dict(out.terms)
@@ -59,11 +64,18 @@ class RegressionModel(nn.Module):
 
     @torch.no_grad()
     def fit_memory_from(self, x_train: Tensor, y_train: Tensor, batch_size: int = 4096) -> None:
-        """For neighbor heads: embed the training inputs (in chunks) and store them in the head."""
+        """For neighbor heads: embed the training inputs (in chunks) and store them in the head.
+
+        Inside a process group of several processes every rank passes *its own part* of the
+        training set (a collective: all ranks call it); the memory bank, the same on every rank,
+        is the concatenation of all ranks' embeddings and targets in rank order.
+        """
         if not self.head.needs_memory:
             return
         was_training = self.training
         self.eval()
-        z = torch.cat([self.trunk(x_train[i:i + batch_size]) for i in range(0, len(x_train), batch_size)])
+        z = torch.cat([self.trunk(x_train[i:i + batch_size]) for i in range(0, len(x_train), batch_size)]
+                      or [self.trunk(x_train)])  # a rank may hold no rows
+        z, y_train = gather_batch(z, y_train)
         self.head.fit_memory(z, y_train)
         self.train(was_training)
