@@ -44,7 +44,7 @@ def test_user_trunk_trains_saves_and_loads(tmp_path):
     y = X[:, 0].mean(axis=(1, 2))[:, None]  # a target the trunk can see
     seed_everything(0)
     model, trainer_kw = build_model("nca-softstep-i+rot", (3, 10, 10), 1, trunk=_backbone())
-    assert model.embed(torch.from_numpy(X[:4])).shape == (4, 8) and model(torch.from_numpy(X[:4])).shape == (4, 1)
+    assert model.embed(torch.from_numpy(X[:4])).shape == (4, 8)
     before = model.trunk[0].weight.detach().clone()
     hist = Trainer(max_epochs=3, batch_size=16, device="cpu", seed=0).fit(model, X[:36], y[:36], X[36:], y[36:])
     assert len(hist.train_loss) >= 1 and np.isfinite(hist.train_loss).all()
