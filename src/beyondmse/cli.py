@@ -41,6 +41,8 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_run(args) -> int:
+    if getattr(args, "nproc", 1) != 1:
+        return _run_on_processes(args)
     from .data import load_dataset
     from .experiment import run_experiment
 
@@ -79,6 +81,38 @@ def cmd_run(args) -> int:
         path.write_text(json.dumps(slim if len(slim) > 1 else slim[0], indent=1))
         print(f"\nwrote {path}")
     return 0
+
+
+def _run_on_processes(args) -> int:
+    """``run --nproc P``: the same run on P processes (torch.distributed's elastic launcher; gloo
+    on CPU, nccl on GPU), each training on its part of every global batch; rank 0 prints and
+    writes the records (:mod:`beyondmse.distributed`)."""
+    import os
+
+    from .distributed import launch
+    from .recipes import parse_method
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    for method in _csv(args.method):  # every name is checked before anything starts
+        parse_method(method)
+    threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, (os.cpu_count() or 1) // args.nproc)
+    return launch(_run_rank, (args,), nproc=args.nproc, threads=threads)[0]
+
+
+def _run_rank(args) -> int:
+    """One process of ``run --nproc``: ranks other than 0 train silently and write nothing."""
+    import copy
+    import os
+
+    from .distributed import is_main_process
+
+    args = copy.copy(args)
+    args.nproc = 1
+    if not is_main_process():
+        args.json, args.quiet = None, True
+        sys.stdout = open(os.devnull, "w")
+    return cmd_run(args)
 
 
 def _settings_line(record: dict) -> str:
@@ -234,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--param", action="append", help="key=value (trunk, trainer or recipe knob)")
     r.add_argument("--json", default=None)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--nproc", type=int, default=1,
+                   help="train each run on this many processes (torch.distributed: gloo on CPU, nccl on GPU); "
+                        "the batch losses see the global batch")
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("bench", help="run a suite of runs into a results store (resumable)")
@@ -277,10 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .bench.runner import ExecutorUnavailable
     from .bench.tune import TuneUnavailable
+    from .distributed import DistributedRunError
 
     try:
         return args.func(args)
-    except (ValueError, ExecutorUnavailable, TuneUnavailable) as err:
+    except (ValueError, ExecutorUnavailable, TuneUnavailable, DistributedRunError) as err:
         print(f"beyondmse: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
