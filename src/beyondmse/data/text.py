@@ -118,7 +118,7 @@ def load_text_csv(path: str | Path, *, text: str | Sequence[str], target: str | 
     missing = [c for c in (*texts_cols, *targets) if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: no column(s) {missing}; columns are {list(frame.columns)}")
-    parts = frame[texts_cols].fillna("").astype(str)
+    parts = frame[texts_cols].astype(object).where(frame[texts_cols].notna(), "").astype(str)
     joined = parts.apply(lambda row: " | ".join(s for s in row if s.strip()), axis=1).tolist() if len(frame) else []
     y = frame[targets].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     split = frame[split_column].to_numpy(str) if split_column in frame.columns else None
