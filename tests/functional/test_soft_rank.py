@@ -1,4 +1,7 @@
-"""Soft ranks (Blondel et al. 2020): hard limit, brute-force references, invariants, gradcheck."""
+"""Soft ranks (Blondel et al. 2020): hard limit, brute-force references, invariants, gradcheck.
+
+The torch implementation is checked against brute force (small n), the min-max formula and a
+sequential NumPy pool-adjacent-violators written here from the textbook algorithm (any n)."""
 
 import itertools
 
@@ -45,6 +48,65 @@ def isotonic_brute_force(y):
     return best
 
 
+def pav_numpy(y):
+    """Textbook PAV on one row (non-increasing fit): push each value, merge while the last two
+    blocks violate the order. Returns the fit and the 0-based block index of each position."""
+    sums, counts = [], []
+    for v in y:
+        sums.append(float(v))
+        counts.append(1)
+        while len(sums) >= 2 and sums[-2] / counts[-2] < sums[-1] / counts[-1]:
+            s, c = sums.pop(), counts.pop()
+            sums[-1] += s
+            counts[-1] += c
+    fit = np.concatenate([np.full(c, s / c) for s, c in zip(sums, counts)])
+    block = np.repeat(np.arange(len(counts)), counts)
+    return fit, block
+
+
+def minmax_formula(y):
+    """v_i = min_{j <= i} max_{k >= i} mean(y[j..k]) (the min-max characterisation)."""
+    n = len(y)
+    c = np.concatenate([[0.0], np.cumsum(y)])
+    j, k = np.arange(n)[:, None], np.arange(n)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = np.where(k >= j, (c[1:][None, :] - c[:-1][:, None]) / (k - j + 1), -np.inf)
+    right_max = np.maximum.accumulate(means[:, ::-1], axis=1)[:, ::-1]  # [j, i]: max over k >= i
+    return np.where(k >= j, right_max, np.inf).min(axis=0)
+
+
+def soft_rank_numpy(x, eps):
+    """Soft ranks of one row from the definition: sort descending, PAV of z_p - w, z_p - v."""
+    z = np.asarray(x, dtype=np.float64) / eps
+    n = len(z)
+    perm = np.argsort(-z, kind="stable")
+    s = z[perm]
+    v, block = pav_numpy(s - np.arange(n, 0, -1.0))
+    out = np.empty(n)
+    out[perm] = s - v
+    return out, perm, block
+
+
+def soft_rank_vjp_numpy(x, eps, g):
+    """(g_p - B g_p) un-permuted / eps, with B averaging over PAV's blocks."""
+    _, perm, block = soft_rank_numpy(x, eps)
+    gs = np.asarray(g, dtype=np.float64)[perm]
+    avg = np.array([gs[block == b].mean() for b in block])
+    out = np.empty(len(gs))
+    out[perm] = (gs - avg) / eps
+    return out
+
+
+def cascading_rows(n, rng):
+    """Rows whose pooling cascades: a violation at the start of a long, slowly falling run (each
+    pooled block then violates its next neighbor), a rising zig-zag (pooled pairs whose means
+    form a rising chain), runs of ties, and random rows."""
+    rows = [0.1 * np.arange(n) + (np.arange(n) % 2),np.concatenate([[0.0], 1.0 - 1e-3 * np.arange(n - 1)]),
+            np.concatenate([1.0 + 1e-3 * np.arange(n - 1)[::-1], [5.0]]),
+            np.full(n, 1.0), np.round(rng.normal(size=n)), np.arange(float(n)), rng.normal(size=n)]
+    return np.stack(rows)
+
+
 def test_hard_limit():
     torch.manual_seed(0)
     x = torch.randn(5, 7, dtype=torch.float64)
@@ -67,12 +129,14 @@ def test_matches_brute_force_projection(strength):
         np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
-def test_isotonic_matches_brute_force():
+@pytest.mark.parametrize("max_rounds", [None, 0, 1])
+def test_isotonic_matches_brute_force(max_rounds):
     rng = np.random.default_rng(2)
     y = rng.normal(size=(20, 6))
     y[0] = [1, 1, 1, 1, 1, 1]  # ties
     y[1] = np.arange(6.0)  # fully pooled
-    v, block = isotonic_decreasing(y, method="pav")
+    v, block = isotonic_decreasing(torch.tensor(y), max_rounds=max_rounds)
+    v, block = v.numpy(), block.numpy()
     for row in range(len(y)):
         np.testing.assert_allclose(v[row], isotonic_brute_force(y[row]), atol=1e-12)
         # positions in the same block share a value
@@ -80,18 +144,61 @@ def test_isotonic_matches_brute_force():
             assert np.ptp(v[row][block[row] == b]) < 1e-12
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, 40])
-def test_pav_and_minmax_agree(n):
+@pytest.mark.parametrize("n", [1, 2, 7, 40, 300])
+@pytest.mark.parametrize("max_rounds", [None, 0, 2])
+def test_isotonic_matches_sequential_pav_and_minmax(n, max_rounds):
+    # the parallel rounds, the linked-list phase (max_rounds=0) and their mix give the textbook
+    # PAV's fit and blocks, also on rows whose merges cascade
     rng = np.random.default_rng(5)
-    y = rng.normal(size=(30, n))
-    y[0] = 1.0  # all tied
-    y[1] = np.round(y[1])  # some ties
-    v1, b1 = isotonic_decreasing(y, method="pav")
-    v2, b2 = isotonic_decreasing(y, method="minmax")
-    np.testing.assert_allclose(v1, v2, atol=1e-12)
-    # blocks may differ only where adjacent blocks have equal means (a non-differentiable point)
-    same = (b1 == b2).all(axis=1)
-    assert same[2:].all()
+    y = np.concatenate([cascading_rows(n, rng), rng.normal(size=(10, n))])
+    v, block = isotonic_decreasing(torch.tensor(y), max_rounds=max_rounds)
+    for row in range(len(y)):
+        fit, blk = pav_numpy(y[row])
+        np.testing.assert_allclose(v[row].numpy(), fit, atol=1e-12)
+        np.testing.assert_array_equal(block[row].numpy(), blk)
+        if n <= 40:
+            np.testing.assert_allclose(v[row].numpy(), minmax_formula(y[row]), atol=1e-12)
+
+
+def test_isotonic_bad_input():
+    with pytest.raises(ValueError, match="floating-point"):
+        isotonic_decreasing(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="floating-point"):
+        isotonic_decreasing(torch.zeros(3))
+
+
+@pytest.mark.parametrize("n, strength, scale", [(500, 1.0, 80.0), (2048, 1.0, 1.0), (700, 0.05, 1.0), (300, 1e-3, 1.0)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_large_rows_match_the_definition(n, strength, scale, dtype):
+    # long rows (mixed pooled blocks and singletons at scale 80; one big block at scale 1,
+    # strength 1; the float64 fallback of float32 input when |z| >> n at strength 1e-3)
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(3, n)) * scale
+    x[2, : n // 2] = np.round(x[2, : n // 2])  # ties
+    g = rng.normal(size=(3, n))
+    xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+    out = soft_rank(xt, strength)
+    out.backward(torch.tensor(g, dtype=dtype))
+    x32 = xt.detach().double().numpy()  # the values soft_rank actually saw
+    ref = np.stack([soft_rank_numpy(r, strength)[0] for r in x32])
+    ref_g = np.stack([soft_rank_vjp_numpy(r, strength, gr) for r, gr in zip(x32, g)])
+    tol = 1e-9 if dtype == torch.float64 else 4 * n * 2.0**-23  # a few ulps of the ranks' scale n
+    np.testing.assert_allclose(out.detach().double().numpy(), ref, atol=tol, rtol=0)
+    gtol = 1e-9 if dtype == torch.float64 else 1e-5 * np.abs(ref_g).max()
+    np.testing.assert_allclose(xt.grad.double().numpy(), ref_g, atol=gtol, rtol=0)
+
+
+def test_no_host_round_trip(monkeypatch):
+    # the soft rank stays in torch on the input's device: no .numpy() / .cpu() anywhere
+    x = torch.randn(4, 300, requires_grad=True)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("soft_rank left the device")
+
+    monkeypatch.setattr(torch.Tensor, "numpy", forbidden)
+    monkeypatch.setattr(torch.Tensor, "cpu", forbidden)
+    soft_rank(x, 0.1).sum().backward()
+    assert torch.isfinite(x.grad).all()
 
 
 def test_invariants_sum_translation_batching():
@@ -121,15 +228,14 @@ def test_gradcheck(shape, strength):
 
 @pytest.mark.parametrize("n", [64, 100])
 def test_gradcheck_pav_path(n):
-    # rows longer than 48 go through the pool-adjacent-violators loop instead of the min-max
-    # formula; its blocks define the VJP, so check it too (strength 0.02: a mix of pooled blocks)
+    # longer rows: several pooling rounds and the linked-list phase; the blocks define the VJP,
+    # so check it too (strength 0.02: a mix of pooled blocks)
     torch.manual_seed(n)
     x = torch.randn(2, n, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: soft_rank(v, 0.02), (x,))
     # the case exercises pooled blocks as well as single entries (the VJP averages over blocks)
     z = np.sort(x.detach().numpy() / 0.02, axis=1)[:, ::-1]
-    _, block = isotonic_decreasing(z - np.arange(n, 0, -1.0)[None, :], method="pav")
-    n_blocks = block.max(axis=1) + 1
+    n_blocks = np.array([pav_numpy(r - np.arange(n, 0, -1.0))[1].max() + 1 for r in z])
     assert (n_blocks > 1).all() and (n_blocks < n).all()
 
 
