@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -44,6 +46,16 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
     random_state : int or None
         Seeds the validation split, initialisation and batch order.
     device : str, default "cpu"
+    trunk : torch.nn.Module or None
+        Your own trunk instead of the recipe's MLP (e.g. a pretrained backbone): any module from
+        ``(N, *input_shape)`` to embeddings ``(N, d)``; ``d`` is found by one dry forward pass.
+        ``fit`` trains a deep copy, so the module you pass is left as it was.
+    input_shape : tuple of int or None
+        One sample's shape when ``X`` holds flattened samples (scikit-learn takes 2-D ``X``): e.g.
+        ``(3, 28, 28)`` for images given as rows of 2,352 values; rows are reshaped before the trunk.
+    feature_scaling : {"minmax", "none"}, default "minmax"
+        ``"none"`` passes ``X`` as it is (images in [0, 1] for a pretrained backbone, which
+        standardises them itself).
 
     Attributes
     ----------
@@ -73,7 +85,9 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, method: str = "ls", *, params: dict | None = None, max_epochs: int = 100,
                  batch_size: int | str = "auto", lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 10,
-                 validation_fraction: float = 0.15, random_state: int | None = None, device: str = "cpu"):
+                 validation_fraction: float = 0.15, random_state: int | None = None, device: str = "cpu",
+                 trunk: torch.nn.Module | None = None, input_shape: tuple[int, ...] | None = None,
+                 feature_scaling: str = "minmax"):
         self.method = method
         self.params = params
         self.max_epochs = max_epochs
@@ -84,6 +98,9 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.device = device
+        self.trunk = trunk
+        self.input_shape = input_shape
+        self.feature_scaling = feature_scaling
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -111,7 +128,7 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         self.n_outputs_ = y2.shape[1]
         seed = (int(self.random_state) if self.random_state is not None
                 else int(np.random.randint(0, 2**31 - 1)))
-        self.x_scaling_ = MinMaxScaling.fit(X)
+        self.x_scaling_ = self._fit_x_scaling(X)
         # a constant target column has nothing to learn: predict maps it back to that constant
         self.y_scaling_ = MinMaxScaling.fit(y2)
         Xs = self.x_scaling_.transform(X).astype(np.float32)
@@ -125,7 +142,9 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
             tr, val = order, order[:0]
 
         seed_everything(seed)
-        model, trainer_kw = build_model(self.method, (X.shape[1],), y2.shape[1], params)
+        Xs = self._shaped(Xs)
+        user_trunk = None if self.trunk is None else copy.deepcopy(self.trunk)
+        model, trainer_kw = build_model(self.method, Xs.shape[1:], y2.shape[1], params, trunk=user_trunk)
         auto = min(256, max(2, len(tr) // 8))
         trainer_kw.update(max_epochs=self.max_epochs, lr=self.lr, weight_decay=self.weight_decay,
                           patience=self.patience, batch_size=auto if self.batch_size == "auto" else self.batch_size)
@@ -144,7 +163,7 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
     def predict(self, X):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        Xs = torch.as_tensor(self.x_scaling_.transform(X).astype(np.float32), dtype=torch.float64)
+        Xs = torch.as_tensor(self._shaped(self.x_scaling_.transform(X).astype(np.float32)), dtype=torch.float64)
         with torch.no_grad():
             pred = torch.cat([self.model_(Xs[i:i + 8192]) for i in range(0, len(Xs), 8192)]).numpy()
         pred = self.y_scaling_.inverse(pred.astype(np.float64))
@@ -154,7 +173,26 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
 
     def _scaled_distribution(self, Xs: np.ndarray):
         with torch.no_grad():
-            return self.model_.predict_distribution(torch.as_tensor(Xs, dtype=torch.float64))
+            return self.model_.predict_distribution(torch.as_tensor(self._shaped(Xs), dtype=torch.float64))
+
+    def _fit_x_scaling(self, X: np.ndarray) -> MinMaxScaling:
+        if self.feature_scaling == "minmax":
+            return MinMaxScaling.fit(X)
+        if self.feature_scaling == "none":
+            d = X.shape[1]
+            return MinMaxScaling(np.zeros(d), np.ones(d), np.zeros(d, dtype=bool))
+        raise ValueError(f"feature_scaling must be 'minmax' or 'none', got {self.feature_scaling!r}")
+
+    def _shaped(self, Xs: np.ndarray) -> np.ndarray:
+        """Rows ``(n, D)`` reshaped to ``(n, *input_shape)`` when ``input_shape`` is set."""
+        if self.input_shape is None:
+            return Xs
+        shape = tuple(int(s) for s in self.input_shape)
+        if Xs.shape[1:] == shape:  # already shaped (the held-out calibration rows)
+            return Xs
+        if int(np.prod(shape)) != Xs.shape[1]:
+            raise ValueError(f"input_shape {shape} holds {int(np.prod(shape))} values but X has {Xs.shape[1]} columns")
+        return Xs.reshape(len(Xs), *shape)
 
     def _unscale(self, dist):
         scale = np.where(self.y_scaling_.constant, 0.0, self.y_scaling_.scale)  # a constant column: a point mass
@@ -202,5 +240,5 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
             cal = self._scaled_distribution(self.calibration_X_.astype(np.float32)).interval(alpha).numpy()
             lo, hi = CQR.fit(cal[..., 0], cal[..., 1], self.calibration_y_, alpha).apply(lo, hi)
         scale = np.where(self.y_scaling_.constant, 0.0, self.y_scaling_.scale)
-        out = np.stack([lo * scale + self.y_scaling_.offset, hi * scale + self.y_scaling_.offset], axis=-1)
+        out = np.stack([lo, hi], axis=-1)
         return out[:, 0] if self.y_was_1d_ else out

@@ -60,3 +60,26 @@ def test_user_trunk_trains_saves_and_loads(tmp_path):
 def test_trunk_settings_do_not_apply_to_a_user_trunk():
     with pytest.raises(ValueError, match="trunk settings"):
         build_model("ls", (3, 10, 10), 1, {"hidden": 64}, trunk=_backbone())
+
+
+def test_estimator_takes_a_user_trunk_on_flattened_images():
+    from sklearn.base import clone
+
+    from beyondmse import BeyondMSERegressor
+
+    rng = np.random.default_rng(1)
+    X = rng.random((60, 3, 10, 10)).astype(np.float32)
+    y = X[:, 0].mean(axis=(1, 2)) * 10
+    trunk = _backbone()
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+    reg = BeyondMSERegressor("ls", trunk=trunk, input_shape=(3, 10, 10), feature_scaling="none", max_epochs=3,
+                             random_state=0)
+    reg.fit(X.reshape(60, -1), y)
+    assert reg.predict(X.reshape(60, -1)[:7]).shape == (7,)
+    assert all(torch.equal(v, trunk.state_dict()[k]) for k, v in before.items())  # fit trained a copy
+    assert not torch.equal(reg.model_.trunk[0].weight.float(), trunk[0].weight)
+    assert clone(reg).get_params()["input_shape"] == (3, 10, 10)
+    with pytest.raises(ValueError, match="input_shape"):
+        BeyondMSERegressor(trunk=_backbone(), input_shape=(3, 9, 9), max_epochs=1).fit(X.reshape(60, -1), y)
+    with pytest.raises(ValueError, match="feature_scaling"):
+        BeyondMSERegressor(feature_scaling="zscore", max_epochs=1).fit(X.reshape(60, -1), y)
