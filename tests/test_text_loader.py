@@ -26,6 +26,10 @@ def test_loads_with_the_file_split_and_fits_on_training_rows(tmp_path):
     ds = load_dataset(str(path), target="year", text=["title", "medium"], n_components=8)
     assert ds.X.shape == (60, 8) and ds.target_names == ["year"]
     assert make_splits(ds).sizes == (40, 10, 10)
+    # unit-norm TF-IDF rows project into [-1, 1]: kept as they are, not min-max scaled on the
+    # training rows (which would blow up the components that barely vary there)
+    assert ds.feature_scaling == "none" and np.abs(ds.X).max() <= 1 + 1e-5
+    np.testing.assert_array_equal(make_splits(ds).X_test, ds.X[50:])
     # other test texts leave the training rows' features unchanged: nothing is fitted on them
     frame = path.read_text().splitlines()
     changed = frame[:51] + [line.replace(line.split(",")[0], "zebra zebra unicorn", 1) for line in frame[51:]]

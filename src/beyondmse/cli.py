@@ -55,7 +55,8 @@ def cmd_run(args) -> int:
 
     for method in methods:  # every name is checked before anything trains
         parse_method(method)
-    ds = load_dataset(args.dataset, target=target)
+    text = getattr(args, "text", None)
+    ds = load_dataset(args.dataset, target=target, **({"text": _csv(text)} if text else {}))
     records = []
     for method in methods:
         for seed in range(args.seed, args.seed + args.seeds):
@@ -259,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", required=True)
     r.add_argument("--target", default=None,
                    help="target column for a CSV/Parquet file or OpenML; 'a,b' for a 2-D target")
+    r.add_argument("--text", default=None,
+                   help="text column(s) of a CSV file, 'a,b' joined: TF-IDF -> SVD features fitted on the training split")
     r.add_argument("--method", required=True, help="a method, or several separated by commas (one trunk for all)")
     r.add_argument("--seeds", type=int, default=1)
     r.add_argument("--seed", type=int, default=0, help="first seed")

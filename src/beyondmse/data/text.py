@@ -76,8 +76,16 @@ def _fixed_split(n: int, seed: int) -> np.ndarray:
 
 
 def text_dataset(texts: Sequence[str], y, *, name: str, source: str, split=None, encoder: str = "tfidf-svd",
-                 split_seed: int = 0, target_names: list[str] | None = None, **encoder_options) -> Dataset:
-    """Encode ``texts`` (fitting on the training rows of ``split``) into a Dataset with targets ``y``."""
+                 split_seed: int = 0, target_names: list[str] | None = None, feature_scaling: str | None = None,
+                 **encoder_options) -> Dataset:
+    """Encode ``texts`` (fitting on the training rows of ``split``) into a Dataset with targets ``y``.
+
+    ``feature_scaling`` defaults to ``"none"`` for ``tfidf-svd`` (projections of unit-norm TF-IDF
+    rows lie in [-1, 1]; min-max scaling would blow up the trailing components, whose range on
+    the training rows can be tiny) and to ``"minmax"`` for other encoders.
+    """
+    if feature_scaling is None:
+        feature_scaling = "none" if encoder == "tfidf-svd" else "minmax"
     texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
     if not texts or not any(t.strip() for t in texts):
         raise ValueError(f"{source}: the text column is empty")
@@ -99,7 +107,8 @@ def text_dataset(texts: Sequence[str], y, *, name: str, source: str, split=None,
     m = y.shape[1]
     return Dataset(name, X, y, [f"{encoder}:{i}" for i in range(X.shape[1])],
                    target_names or (["y"] if m == 1 else [f"y{j}" for j in range(m)]),
-                   f"{source} (text -> {encoder}, fitted on the training split)", split=split)
+                   f"{source} (text -> {encoder}, fitted on the training split)", split=split,
+                   feature_scaling=feature_scaling)
 
 
 def load_text_csv(path: str | Path, *, text: str | Sequence[str], target: str | Sequence[str],
