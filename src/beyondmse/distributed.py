@@ -37,6 +37,7 @@ head's parameters are synchronised with the trunk's), :func:`init_from_env` (the
 from __future__ import annotations
 
 import datetime
+import inspect
 import logging
 import os
 import tempfile
@@ -177,7 +178,10 @@ def wrap_for_training(model: nn.Module) -> nn.Module:
     device = next(model.parameters()).device
     ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
-    return DistributedDataParallel(step, device_ids=ids, broadcast_buffers=False)
+    # not syncing buffers in forward: "forward_sync_buffers" since torch 2.13, "broadcast_buffers" before
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters \
+        else "broadcast_buffers"
+    return DistributedDataParallel(step, device_ids=ids, **{no_sync: False})
 
 
 def default_backend() -> str:
