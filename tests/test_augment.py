@@ -27,13 +27,14 @@ def test_flip_mirrors_about_half_of_the_images():
 
 
 def test_crop_is_a_window_of_the_reflection_padded_image():
-    x = torch.rand(30, 3, 6, 6)
+    x = torch.rand(30, 3, 5, 7)  # not square: rows and columns cannot be confused
     out = augment_batch(x, ("crop",), torch.Generator().manual_seed(1))
+    assert out.shape == x.shape
     padded = F.pad(x, (CROP_PAD,) * 4, mode="reflect")
     offsets = set()
     for i in range(len(x)):
         hits = [(dy, dx) for dy in range(2 * CROP_PAD + 1) for dx in range(2 * CROP_PAD + 1)
-                if torch.equal(out[i], padded[i, :, dy:dy + 6, dx:dx + 6])]
+                if torch.equal(out[i], padded[i, :, dy:dy + 5, dx:dx + 7])]
         assert hits, f"image {i} is not a window of its padded copy"
         offsets.add(hits[0])
     assert len(offsets) > 3  # the offsets vary
