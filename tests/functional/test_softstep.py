@@ -112,3 +112,57 @@ def test_bad_input():
         softstep(torch.rand(3, 4), torch.rand(5, 1), 1.0, 0.5)
     with pytest.raises(ValueError, match="floating"):
         softstep(torch.arange(3), 0.1, 0.5, 0.5)
+
+
+# --------------------------------------------------------------------------- fused NCA logits
+def nca_softstep_logits_reference(sim, l0, u0, t, eps=1e-3, min_gap=1e-3):
+    """Algorithm 2 written step by step with autograd: min-max normalise each row (self
+    included), l = min(l0, best neighbor) - eps, u = l + max(u0 (1 - l), min_gap), SoftStep, and
+    sim + log w where w > 0 (self and zero weights masked)."""
+    n = sim.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    lo, hi = sim.min(1, keepdim=True).values, sim.max(1, keepdim=True).values
+    top = sim.masked_fill(eye, -float("inf")).max(1, keepdim=True).values
+    rng = (hi - lo).clamp_min(torch.finfo(sim.dtype).eps ** 0.5)
+    s = (sim - lo) / rng
+    l = torch.minimum(l0, (top - lo) / rng) - eps
+    u = l + torch.clamp_min(u0 * (1 - l), min_gap)
+    w = softstep(s, l, u, t)
+    keep = (w > 0) & ~eye
+    return torch.where(keep, sim + torch.log(w.clamp_min(1e-300)), torch.full_like(sim, torch.finfo(sim.dtype).min))
+
+
+@pytest.mark.parametrize("instance", [False, True])
+def test_fused_logits_match_algorithm_2_and_gradcheck(instance):
+    from beyondmse.functional.softstep import softstep_logits
+
+    torch.manual_seed(7)
+    n = 9
+    z = torch.randn(n, 3, dtype=torch.float64)
+    sim = (-torch.cdist(z, z)).requires_grad_()
+    shape = (n, 1) if instance else (1, 1)
+    l0 = (0.55 + 0.1 * torch.rand(shape, dtype=torch.float64)).requires_grad_()
+    u0 = torch.full(shape, 0.4, dtype=torch.float64, requires_grad=True)
+    t = torch.full(shape, 0.5, dtype=torch.float64, requires_grad=True)
+
+    def fused(sim, l0, u0, t):
+        return softstep_logits(sim, (l0, u0, t), eps=1e-3, min_gap=1e-3, exclude_diagonal=True)
+
+    ref, out = nca_softstep_logits_reference(sim, l0, u0, t), fused(sim, l0, u0, t)
+    assert ((ref > -1e300) & (ref < 0)).any() and (ref == torch.finfo(torch.float64).min).sum() > n
+    torch.testing.assert_close(out, ref)
+    g = torch.randn(n, n, dtype=torch.float64)
+    keep = ref > torch.finfo(torch.float64).min
+    grads_ref = torch.autograd.grad((ref * g * keep).sum(), (sim, l0, u0, t))
+    grads = torch.autograd.grad((out * g * keep).sum(), (sim, l0, u0, t))
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(lambda *v: torch.softmax(fused(*v), 1), (sim, l0, u0, t))
+    # given row statistics (inference over a memory bank): same logits, gradients to them too
+    lo, hi = sim.min(1).values, sim.max(1).values
+    top = sim.masked_fill(torch.eye(n, dtype=torch.bool), -1e300).max(1).values
+    given = softstep_logits(sim, (l0, u0, t), eps=1e-3, min_gap=1e-3, row_stats=(lo, hi, top), exclude_diagonal=True)
+    torch.testing.assert_close(given, ref)
+    grads_given = torch.autograd.grad((given * g * keep).sum(), (sim, l0, u0, t))
+    for a, b in zip(grads_given, grads_ref):
+        torch.testing.assert_close(a, b)

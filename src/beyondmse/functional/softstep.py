@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["softstep"]
+__all__ = ["softstep", "softstep_logits"]
 
 
 def _as_tensor_like(v, ref: Tensor) -> Tensor:
@@ -135,3 +137,149 @@ def softstep(s: Tensor, l, u, t) -> Tensor:
         if not bool((u > l).all()):
             raise ValueError("softstep needs u > l everywhere")
     return _SoftStepFunction.apply(s, l, u, t)
+
+
+# --------------------------------------------------------------------------- fused NCA logits
+def _softstep_bounds(lo: Tensor, hi: Tensor, top: Tensor, l0: Tensor, u0: Tensor, eps: float, min_gap: float):
+    """Algorithm 2's per-row quantities from the row min ``lo``, max ``hi`` and best neighbor
+    ``top`` (all (Q, 1)): ``1 / range``, ``l = min(l0, s_top) - eps``, ``u = l + max(u0 (1 - l), min_gap)``."""
+    floor = math.sqrt(torch.finfo(lo.dtype).eps)  # keeps 0/0 away from a row of equal similarities
+    inv_rng = 1.0 / (hi - lo).clamp_min(floor)
+    l = torch.minimum(l0, (top - lo) * inv_rng) - eps
+    u = l + torch.clamp_min(u0 * (1.0 - l), min_gap)
+    return inv_rng, l, u
+
+
+def _logits_forward(sim, lo, inv_rng, l, u, t):
+    """The elementwise part, no autograd: the logits and what backward needs.
+
+    ``w = sigmoid(log((s - l) / (u - s)) / t)`` inside ``(l, u)``, 1 above, 0 below; the logit is
+    ``sim + log w`` inside and above, ``finfo.min`` below (``log w = logsigmoid(x)``: where
+    ``w`` itself would underflow to 0 the logit stays finite, far below the row's others).
+    """
+    tiny = torch.finfo(sim.dtype).tiny
+    s = (sim - lo).mul_(inv_rng)
+    a = s - l  # s - l
+    b = torch.sub(u, s)  # u - s
+    inside = (a > 0).logical_and_(b > 0)
+    above = b <= 0
+    outside = ~inside
+    x = torch.div(a.clamp_min(tiny), b.clamp_min(tiny)).log_().div_(t)
+    # log w = logsigmoid(x): no subnormal w (slow on CPUs) and no log of 0; below l, masked
+    logits = F.logsigmoid(x).add_(sim).masked_fill_(above, 0.0)
+    logits = torch.where(above, sim, logits).masked_fill_(outside & ~above, torch.finfo(sim.dtype).min)
+    one_minus_w = torch.sigmoid(x.neg()).masked_fill_(outside, 0.0)  # d log w / dx inside, 0 elsewhere
+    return logits, s, a, b, x, one_minus_w, inside, above
+
+
+class _SoftStepLogitsFunction(torch.autograd.Function):
+    """``sim + log SoftStep(s; l, u, t)`` with Algorithm 2's row normalisation, in one node.
+
+    The (Q, n) work is elementwise with a closed-form backward (no autograd temporaries); the
+    per-row quantities (``1/range``, ``l``, ``u``) are re-derived in backward on a small graph of
+    (Q, 1) leaves, and their gradients reach ``sim`` through the row min / max / best-neighbor
+    entries, added in place at those indices (training) or returned (given values).
+
+    Backward, with ``G`` the incoming gradient, ``x = log((s-l)/(u-s)) / t`` and
+    ``h = G (1 - w) / ((s-l)(u-s))`` inside: ``dL/dl = -sum_j h (u-s) / t``,
+    ``dL/du = -sum_j h (s-l) / t``, ``dL/dt = -sum_j G (1-w) x / t`` and
+    ``dL/ds = h (u - l) / t``, since ``1/(s-l) + 1/(u-s) = (u-l) / ((s-l)(u-s))``.
+    """
+
+    @staticmethod
+    def forward(ctx, sim, lo, hi, top, l0, u0, t, index, eps, min_gap, exclude_diagonal):
+        inv_rng, l, u = _softstep_bounds(lo, hi, top, l0, u0, eps, min_gap)
+        logits, s, a, b, x, one_minus_w, inside, above = _logits_forward(sim, lo, inv_rng, l, u, t)
+        if exclude_diagonal:
+            logits.diagonal().fill_(torch.finfo(sim.dtype).min)
+            one_minus_w.diagonal().fill_(0.0)
+            inside.diagonal().fill_(False)
+            above.diagonal().fill_(False)
+        ctx.save_for_backward(s, a, b, x, one_minus_w, inside, above, lo, hi, top, l0, u0, t, *(index or ()))
+        ctx.has_index = index is not None
+        ctx.eps, ctx.min_gap = eps, min_gap
+        return logits
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        s, a, b, x, one_minus_w, inside, above, lo, hi, top, l0, u0, t, *index = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = [v.detach().requires_grad_() for v in (lo, hi, top, l0, u0)]
+            inv_rng, l, u = _softstep_bounds(*leaves, ctx.eps, ctx.min_gap)
+        inv, span = inv_rng.detach(), (u - l).detach()
+        q = one_minus_w * grad  # G (1 - w), 0 outside (l, u)
+        h = q / (a * b).masked_fill_(~inside, 1.0)
+
+        def rowdot(p_, q_):
+            return (p_ * q_).sum(1, keepdim=True)
+
+        g_l, g_u = -rowdot(h, b) / t, -rowdot(h, a) / t
+        g_t = -rowdot(q, x) / t
+        del q
+        row_s = span / t  # dL/ds = h (u - l) / t
+        g_inv = rowdot(h, s) * row_s / inv
+        g_lo_direct = -h.sum(1, keepdim=True) * row_s * inv
+        # sim enters directly (inside or above) and through s = (sim - lo) / range
+        grad_sim = grad.masked_fill(~(inside | above), 0.0).addcmul_(h, row_s * inv)
+        need = [True, True, True, ctx.needs_input_grad[4], ctx.needs_input_grad[5]]
+        wrt = [v for v, k in zip(leaves, need) if k]
+        got = iter(torch.autograd.grad([inv_rng, l, u], wrt, [g_inv, g_l, g_u], allow_unused=True))
+        g_lo, g_hi, g_top, g_l0, g_u0 = [next(got) if k else None for k in need]
+        g_lo = g_lo_direct if g_lo is None else g_lo + g_lo_direct
+        g_t = g_t.sum_to_size(t.shape) if ctx.needs_input_grad[6] else None
+        g_row = [g_lo, g_hi, g_top]
+        if ctx.has_index:  # lo, hi, top are entries of sim: their gradients go back there
+            rows = torch.arange(grad.shape[0], device=grad.device)
+            for g, idx in zip(g_row, index):
+                if g is not None:
+                    grad_sim.index_put_((rows, idx), g[:, 0], accumulate=True)
+            g_row = [None, None, None]
+        return (grad_sim, *g_row, g_l0, g_u0, g_t, None, None, None, None)
+
+
+def softstep_logits(sim: Tensor, params, *, eps: float, min_gap: float, row_stats=None,
+                    exclude_diagonal: bool = False) -> Tensor:
+    r"""NCA + SoftStep logits (Algorithm 2 of Susman et al. 2025), fused:
+    ``sim + log SoftStep(s; l, u, t)`` where SoftStep is not 0, ``finfo.min`` where it is.
+
+    With ``lo``, ``hi`` each row's min and max similarity (self included) and ``top`` its best
+    neighbor (self excluded): :math:`s = (sim - lo) / \max(hi - lo, \sqrt{\epsilon_{mach}})`,
+    :math:`l = \min(l_0, s_{top}) - \epsilon`, :math:`u = l + \max(u_0 (1 - l), \text{min\_gap})`;
+    the log weight is ``logsigmoid((log(s - l) - log(u - s)) / t)`` inside ``(l, u)``, 0 above
+    ``u``. The same values as ``sim + log(softstep(s, l, u, t))`` with a masked zero weight,
+    in one autograd node whose backward is closed-form (no (Q, n) temporaries of autograd).
+
+    Parameters
+    ----------
+    sim : Tensor (Q, n)
+    params : (l0, u0, t), each (Q, 1) or (1, 1)
+    eps, min_gap : float
+    row_stats : None or (lo, hi, top), each (Q,)
+        None: ``sim`` is a batch against itself (Q = n, self on the diagonal): the row min, max
+        and best off-diagonal entry are found here and their gradients flow back into ``sim``.
+        Given: values computed elsewhere (inference over a memory bank); they get gradients.
+    exclude_diagonal : bool
+        Mask the diagonal (self) to ``finfo.min``.
+
+    Returns
+    -------
+    Tensor (Q, n)
+    """
+    l0, u0, t = (_as_tensor_like(v, sim) for v in params)
+    if row_stats is None:
+        n = sim.shape[0]
+        with torch.no_grad():
+            lo_idx = sim.argmin(1)
+            vals, top2 = sim.topk(min(2, sim.shape[1]), dim=1)
+            rows = torch.arange(n, device=sim.device)
+            hi_idx = top2[:, 0]
+            # the best neighbor: the largest entry unless it is self, else the second largest
+            top_idx = torch.where(hi_idx == rows, top2[:, -1], hi_idx) if exclude_diagonal else hi_idx
+            lo, hi, top = (sim.detach().gather(1, i[:, None]) for i in (lo_idx, hi_idx, top_idx))
+        index = (lo_idx, hi_idx, top_idx)
+    else:
+        lo, hi, top = (v[:, None] for v in row_stats)
+        index = None
+    return _SoftStepLogitsFunction.apply(sim, lo, hi, top, l0, u0, t, index, float(eps), float(min_gap),
+                                         bool(exclude_diagonal))

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from ..checks import check_head_inputs
 from ..distributions import Mixture, TargetGrid
 from ..functional.rank import soft_rank
-from ..functional.softstep import softstep
+from ..functional.softstep import softstep, softstep_logits
 from ..functional.streaming import ScoreFn, chunk_ranges, streaming_row_min_max, streaming_topk
 from ..normalizers import Normalizer, Softmax
 from ..similarity import NegL2, Similarity
@@ -482,15 +482,14 @@ class NCA(_NeighborHead):
         """Training-time weights ``p`` (N, N) over the rest of the batch (diagonal = 0)."""
         n = z.shape[0]
         sim = self.similarity(z, z)
-        self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
         if self.softstep is None:
+            self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
             logits = sim.masked_fill(self_mask, _neg_big(sim.dtype))
         else:
-            big = torch.finfo(sim.dtype).max
-            lo, hi = sim.min(1).values, sim.max(1).values  # NORM over the row, self included
-            top = sim.masked_fill(self_mask, -big).max(1).values  # ROWMAXEXCLSELF
-            w = _softstep_weights(sim, lo, hi, top, self.softstep(z), self.eps, self.min_gap)
-            logits = _masked_log_weight_logits(sim, w, ~self_mask)
+            # NORM over the row (self included), ROWMAXEXCLSELF, SoftStep and the log weight in
+            # one fused node (functional.softstep_logits)
+            logits = softstep_logits(sim, self.softstep(z), eps=self.eps, min_gap=self.min_gap,
+                                     exclude_diagonal=True)
         return self.normalizer(logits)
 
     def _logit_fn(self, zq: Tensor, mz: Tensor) -> ScoreFn:
@@ -516,8 +515,8 @@ class NCA(_NeighborHead):
         params = self.softstep(zq)
 
         def logits(start: int, stop: int) -> Tensor:
-            s = sims(start, stop)
-            return _masked_log_weight_logits(s, _softstep_weights(s, lo, hi, top, params, self.eps, self.min_gap))
+            return softstep_logits(sims(start, stop), params, eps=self.eps, min_gap=self.min_gap,
+                                   row_stats=(lo, hi, top))
 
         return logits
 
