@@ -1,0 +1,185 @@
+"""Issue 17's speed targets: every ratio of its table measured in one run, with peak extra memory.
+
+1. ``soft_rank`` forward + backward on 2048 x 2048 standard-normal rows (strength 1) vs
+   ``torch.sort`` + backward of the same tensor.
+2. Neighbor-head training steps (``head.loss(z, y)`` forward + backward on an embedding batch
+   z (N, d), N = 2048, d = 100) vs the floor reference ``softmax(-(squared distances, diagonal
+   +inf)) @ y`` with a squared-error loss, forward + backward, same shapes.
+3. Memory-bank inference (NCA + SoftStep g, exact, 1e6 x 64 bank, 4,096 queries) vs a faiss
+   ``IndexFlatL2`` top-32 search on the same bank (skipped when faiss is not installed), in a
+   fresh subprocess each, with the peak extra resident memory (``VmHWM`` after a reset).
+4. e2e-codec training step vs the linear head (``ls``), k = 25 (benchmarks/bench_codec.py's step).
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_speed_targets.py [--threads 1]
+        [--bank 1000000] [--queries 4096] [--skip-bank]
+
+Ratios are medians over interleaved repeats in this run (see _timing.py); absolute times on a
+shared machine drift, so the load (``os.getloadavg``) is printed with each section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+from _timing import bench_args, compare, print_table, setup
+
+from beyondmse.functional.distances import squared_distances
+from beyondmse.functional.rank import soft_rank
+from beyondmse.recipes import build_model
+
+
+def _load() -> str:
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> int:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    return _rss_kb("VmRSS")
+
+
+# ----------------------------------------------------------------------------- 1. soft rank
+def bench_soft_rank(args) -> list[list[str]]:
+    torch.manual_seed(0)
+    x = torch.randn(2048, 2048, requires_grad=True)
+    g = torch.randn(2048, 2048)
+
+    def sort_step():
+        torch.sort(x, dim=1)[0].backward(g)
+
+    def rank_step():
+        soft_rank(x, 1.0).backward(g)
+
+    res = compare({"torch.sort": sort_step, "soft_rank": rank_step}, "torch.sort", repeats=args.repeats,
+                  warmup=args.warmup)
+    return [["soft_rank fwd+bwd 2048 x 2048 vs torch.sort + bwd", f"{res['soft_rank'].ratio_median:.2f}",
+             f"{1e3 * res['soft_rank'].median:.0f} ms vs {1e3 * res['torch.sort'].median:.0f} ms"]]
+
+
+# ----------------------------------------------------------------------------- 2. neighbor heads
+def bench_heads(args) -> list[list[str]]:
+    N, d = 2048, 100
+    torch.manual_seed(0)
+    z0, y = torch.randn(N, d), torch.rand(N, 1)
+    diag = torch.diag(torch.full((N,), float("inf")))
+
+    def floor():
+        z = z0.clone().requires_grad_()
+        pred = torch.softmax(-(squared_distances(z, z) + diag), dim=1) @ y
+        ((pred - y) ** 2).mean().backward()
+
+    def head_step(name):
+        model, _ = build_model(name, d, 1, {"trunk": "identity"})
+        head = model.head.train()
+
+        def step():
+            z = z0.clone().requires_grad_()
+            head.zero_grad(set_to_none=True)
+            head.loss(z, y).total.backward()
+
+        return step
+
+    names = ["nca", "nca-softstep-g", "nca-softstep-i", "dknn-softstep-i"]
+    res = compare({"floor": floor, **{n: head_step(n) for n in names}}, "floor", repeats=max(3, args.repeats // 3),
+                  warmup=1)
+    return [[f"{n} step vs floor, N = {N}, d = {d}", f"{res[n].ratio_median:.2f}",
+             f"{1e3 * res[n].median:.0f} ms vs {1e3 * res['floor'].median:.0f} ms"] for n in names]
+
+
+# ----------------------------------------------------------------------------- 3. memory bank
+def bank_child(kind: str, m: int, q: int, d: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    bank, zq = torch.randn(m, d, generator=gen), torch.randn(q, d, generator=gen)
+    if kind == "faiss-flat-top32":
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+        index = faiss.IndexFlatL2(d)
+        index.add(bank.numpy())
+        index.search(zq[:8].numpy(), 32)  # warm-up
+        before = _reset_peak()
+        t0 = time.perf_counter()
+        index.search(zq.numpy(), 32)
+    else:
+        model, _ = build_model("nca-softstep-g", d, 1, {"trunk": "identity"})
+        head = model.head.eval()
+        head.query_chunk_size = 256
+        head.fit_memory(bank, torch.rand(m, 1, generator=gen))
+        with torch.no_grad():
+            head(zq[:8])  # warm-up
+            before = _reset_peak()
+            t0 = time.perf_counter()
+            head(zq)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "peak_extra_mb": (_rss_kb("VmHWM") - before) / 1024}
+
+
+def bench_bank(args) -> list[list[str]]:
+    out = {}
+    for kind in ("faiss-flat-top32", "nca-softstep-g"):
+        cmd = [sys.executable, __file__, "--_child", json.dumps([kind, args.bank, args.queries, 64, args.threads])]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            if "No module named 'faiss'" in res.stderr:
+                return [["memory bank vs faiss IndexFlatL2 top-32", "n/a", "faiss not installed (pip install faiss-cpu)"]]
+            raise RuntimeError(res.stderr)
+        out[kind] = json.loads(res.stdout.strip().splitlines()[-1])
+    ratio = out["nca-softstep-g"]["seconds"] / out["faiss-flat-top32"]["seconds"]
+    return [[f"memory bank {args.bank:.0e} x 64, {args.queries} queries, nca-softstep-g (torch, exact) vs faiss "
+             "IndexFlatL2 top-32", f"{ratio:.2f}",
+             f"{out['nca-softstep-g']['seconds']:.1f} s vs {out['faiss-flat-top32']['seconds']:.1f} s; peak extra "
+             f"{out['nca-softstep-g']['peak_extra_mb']:.0f} MB vs {out['faiss-flat-top32']['peak_extra_mb']:.0f} MB"]]
+
+
+# ----------------------------------------------------------------------------- 4. codec
+def bench_codec(args) -> list[list[str]]:
+    sys.path.insert(0, os.path.dirname(__file__))
+    from bench_codec import make_step
+
+    steps = {name: make_step(name, 1, 25, 256, "cpu") for name in ("ls", "e2e-codec")}
+    res = compare(steps, "ls", repeats=args.repeats, warmup=args.warmup, number=20)
+    return [["e2e-codec step vs ls, k = 25, batch 256", f"{res['e2e-codec'].ratio_median:.2f}",
+             f"{1e3 * res['e2e-codec'].median:.2f} ms vs {1e3 * res['ls'].median:.2f} ms"]]
+
+
+def main(argv=None):
+    ap = bench_args(__doc__, repeats=9, warmup=2)
+    ap.set_defaults(device="cpu")
+    ap.add_argument("--bank", type=int, default=10**6)
+    ap.add_argument("--queries", type=int, default=4096)
+    ap.add_argument("--skip-bank", action="store_true")
+    ap.add_argument("--_child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._child:
+        print(json.dumps(bank_child(*json.loads(args._child))))
+        return
+    print(setup(args))
+    start_rss = _reset_peak()
+    rows = []
+    sections = [bench_soft_rank, bench_heads, bench_codec] + ([] if args.skip_bank else [bench_bank])
+    for section in sections:
+        print(f"[{section.__name__}: {_load()}]", flush=True)
+        rows += section(args)
+    print()
+    print_table(["figure", "ratio (median)", "times"], rows)
+    print(f"\npeak extra resident memory of this process (steps): {(_rss_kb('VmHWM') - start_rss) / 1024:.0f} MB; "
+          f"{_load()}")
+
+
+if __name__ == "__main__":
+    main()
