@@ -160,6 +160,7 @@ def test_dataset_preset_is_applied_by_run_and_disabled_by_protocol_default(tmp_p
     assert rec["config"]["trainer"]["batch_size"] is None and rec["config"]["trainer"]["clip_norm"] is None  # full batch
     assert rec["config"]["trunk"]["weight_init"] == "normal-0.001"  # the released script's N(0, 0.001^2)
     assert rec["config"]["knobs"]["rot_gamma"] == 0.03  # the manifold's validated gamma
+    assert rec["config"]["knobs"]["rot_max_points"] == 50  # plans on a random half of the batch each step
     assert rec["config"]["overrides"]["hidden"] == "preset"
     # what the user says wins over the preset
     assert cli_main(["run", "--dataset", "circle", "--method", "rot", "--epochs", "2", "--param", "rot_gamma=0.1",

@@ -76,6 +76,8 @@ def test_tightness_coords_carries_the_scripts_protocol():
     assert runs[("coords-mammoth", "ph-reg")].params["ph_reg_topo_weight"] == 10000.0
     assert runs[("coords-circle", "ph-reg")].params["ph_reg_topo_weight"] == 100.0
     assert runs[("coords-circle", "mt+rot")].params["n_targets"] == 8
+    assert {runs[(d, m)].params["rot_max_points"] for d in ("coords-circle", "coords-torus", "coords-mammoth")
+            for m in ("rot", "mt+rot")} == {50}
 
 
 # --------------------------------------------------------------------------- published numbers
