@@ -40,6 +40,7 @@ import datetime
 import inspect
 import logging
 import os
+import pickle
 import tempfile
 import time
 import uuid
@@ -276,3 +277,57 @@ def launch(fn: Callable[..., Any], args: tuple = (), *, nproc: int, backend: str
                                       f"its traceback:\n{text.rstrip()}") from None
         finally:
             elastic_log.setLevel(level)
+
+
+def _ray_train_loop(config: dict) -> None:
+    """One Ray Train worker: Ray Train has already joined it to the process group. Rank 0's
+    return value travels back as a checkpoint (Ray Train keeps only checkpointed reports)."""
+    import ray.train
+
+    out = config["fn"](*config["args"])
+    if not is_main_process():
+        ray.train.report({"rank": rank()})
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "result.pkl").write_bytes(pickle.dumps(out))
+        ray.train.report({"rank": 0}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def launch_ray(fn: Callable[..., Any], args: tuple = (), *, nproc: int, use_gpu: bool = False,
+               timeout_s: float = DEFAULT_TIMEOUT_S, storage_path: str | None = None) -> Any:
+    """Run ``fn(*args)`` as one Ray Train job: a ``TorchTrainer`` with ``nproc`` workers, which
+    joins them in a torch.distributed process group (gloo on CPU, nccl with ``use_gpu``) before
+    ``fn`` runs, so ``fn`` is the same code as under :func:`launch` (the Trainer sees the group and
+    trains on its part of every batch). Connects to the Ray cluster ``ray.init()`` finds (set
+    ``RAY_ADDRESS`` for a remote one) or starts a local one. Returns rank 0's return value (it
+    must be picklable); a failing worker raises :class:`DistributedRunError`.
+
+    Needs the optional extra ``beyondmse[ray]`` (Ray Train).
+    """
+    if not (isinstance(nproc, int) and nproc >= 1):
+        raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
+    try:
+        import ray
+        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+    except ImportError as err:
+        raise DistributedRunError("the Ray launcher needs Ray Train: pip install 'beyondmse[ray]'") from err
+    if not ray.is_initialized():
+        ray.init(log_to_driver=True)
+    with tempfile.TemporaryDirectory(prefix="beyondmse-ray-") as tmp:
+        trainer = TorchTrainer(
+            _ray_train_loop, train_loop_config={"fn": fn, "args": args},
+            scaling_config=ScalingConfig(num_workers=nproc, use_gpu=use_gpu),
+            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=int(timeout_s)),
+            run_config=RunConfig(name=f"beyondmse-{uuid.uuid4().hex[:8]}", storage_path=storage_path or tmp,
+                                 failure_config=FailureConfig(max_failures=0)))
+        try:
+            result = trainer.fit()
+        except Exception as err:  # Ray Train raises its own error types (TrainingFailedError, ...)
+            raise DistributedRunError(f"the Ray Train job of {nproc} workers failed: {err}") from err
+        if result.error is not None:
+            raise DistributedRunError(f"the Ray Train job of {nproc} workers failed: {result.error}")
+        if result.checkpoint is None:
+            raise DistributedRunError(f"the Ray Train job of {nproc} workers returned no result")
+        with result.checkpoint.as_directory() as where:  # read before the storage folder goes
+            return pickle.loads(Path(where, "result.pkl").read_bytes())
