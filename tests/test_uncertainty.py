@@ -13,11 +13,14 @@ RECORD_KEYS = {"crps", "pit_dev", "cov80", "width80", "cov90", "width90", "cov80
 
 
 def test_pit_histogram_by_hand():
-    # a point PIT at 0.05 (bin 0), one at 0.5 (bin 5), one spread over [0, 1] (a tenth per bin)
-    hist = M.pit_histogram([0.05, 0.5, 0.0], [0.05, 0.5, 1.0], bins=10)
-    expect = np.full(10, 0.1 / 3)
-    expect[0] += 1 / 3
-    expect[5] += 1 / 3
+    # a point PIT at 0.05 (bin 0), one at 0.5 (bin 5), one spread over [0, 1] (a tenth per bin),
+    # one spread over [0.2, 0.4] (half in bin 2, half in bin 3)
+    hist = M.pit_histogram([0.05, 0.5, 0.0, 0.2], [0.05, 0.5, 1.0, 0.4], bins=10)
+    expect = np.full(10, 0.1 / 4)
+    expect[0] += 1 / 4
+    expect[5] += 1 / 4
+    expect[2] += 0.5 / 4
+    expect[3] += 0.5 / 4
     np.testing.assert_allclose(hist, expect, atol=1e-12)
     assert M.pit_deviation(np.full(10, 0.1)) == 0.0
     assert M.pit_deviation(np.eye(10)[0]) == pytest.approx(0.9)
@@ -52,6 +55,10 @@ def test_distribution_report_of_the_true_distribution_is_calibrated():
     crps = st * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
     assert metrics["crps"] == pytest.approx(crps.mean(), rel=1e-9)
     np.testing.assert_allclose(curves["raw"], curves["nominal"], atol=0.03)
+    # a law half as wide as the truth under-covers; CQR on the validation split restores nominal
+    narrow, _ = M.distribution_report(truth(xv, sv / 2), yv[:, None], truth(xt, st / 2), yt[:, None])
+    assert narrow["cov90"] < 0.7 and abs(narrow["cov90_cqr"] - 0.9) < 0.02 and abs(narrow["cov80_cqr"] - 0.8) < 0.02
+    assert narrow["width90_cqr"] > narrow["width90"]
 
 
 def test_distribution_report_of_a_conformal_peer_has_only_calibrated_numbers():
