@@ -240,5 +240,5 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
             cal = self._scaled_distribution(self.calibration_X_.astype(np.float32)).interval(alpha).numpy()
             lo, hi = CQR.fit(cal[..., 0], cal[..., 1], self.calibration_y_, alpha).apply(lo, hi)
         scale = np.where(self.y_scaling_.constant, 0.0, self.y_scaling_.scale)
-        out = np.stack([lo, hi], axis=-1)
+        out = np.stack([lo * scale + self.y_scaling_.offset, hi * scale + self.y_scaling_.offset], axis=-1)
         return out[:, 0] if self.y_was_1d_ else out
