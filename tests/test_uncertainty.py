@@ -61,6 +61,14 @@ def test_distribution_report_of_the_true_distribution_is_calibrated():
     assert narrow["width90_cqr"] > narrow["width90"]
 
 
+def test_distribution_report_with_a_tiny_calibration_set_gives_unbounded_intervals_not_errors():
+    d = Mixture(torch.ones(12, 1, 1, dtype=torch.float64), torch.zeros(12, 1, 1), "gaussian", 1.0)
+    y = np.linspace(-1, 1, 12)[:, None]
+    metrics, curves = M.distribution_report(d, y, d, y)  # 12 points cannot certify 95%: unbounded there
+    assert curves["cqr"][-1] == 1.0 and np.isfinite(metrics["width90_cqr"])
+    assert M.interval_width([0.0], [np.inf]) == np.inf and M.interval_coverage([5.0], [-np.inf], [np.inf]) == 1.0
+
+
 def test_distribution_report_of_a_conformal_peer_has_only_calibrated_numbers():
     d = Mixture(torch.ones(50, 1, 1, dtype=torch.float64), torch.zeros(50, 1, 1), "gaussian", 1.0)
     metrics, curves = M.distribution_report(d, np.zeros((50, 1)), d, np.zeros((50, 1)), conformal=True)

@@ -143,16 +143,26 @@ RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 PIT_BINS = 10
 
 
+def _bounds(y, lower, upper) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targets (finite) and interval bounds (infinite allowed: a conformal interval that a small
+    calibration set cannot bound), all (N, m)."""
+    yt, _ = _pair(y, y)
+    lo = np.asarray(lower, dtype=np.float64).reshape(yt.shape)
+    hi = np.asarray(upper, dtype=np.float64).reshape(yt.shape)
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        raise ValueError("interval bounds contain NaN values")
+    return yt, lo, hi
+
+
 def interval_coverage(y, lower, upper) -> float:
     """Share of targets inside their closed interval ``[lower, upper]`` (all of shape (N, m))."""
-    yt, lo = _pair(y, lower)
-    _, hi = _pair(y, upper)
+    yt, lo, hi = _bounds(y, lower, upper)
     return float(((yt >= lo) & (yt <= hi)).mean())
 
 
 def interval_width(lower, upper) -> float:
-    """Mean width ``upper - lower``."""
-    lo, hi = _pair(lower, upper)
+    """Mean width ``upper - lower`` (``inf`` if an interval is unbounded)."""
+    _, lo, hi = _bounds(lower, lower, upper)
     return float((hi - lo).mean())
 
 
@@ -210,6 +220,8 @@ def distribution_report(dist_val, y_val, dist_test, y_test, *, conformal: bool =
     MAPIE calibrated them on the validation split): they are reported as the ``_cqr`` numbers
     and the raw ones are left out.
     """
+    import warnings
+
     import torch
 
     from .conformal import CQR
@@ -232,7 +244,10 @@ def distribution_report(dist_val, y_val, dist_test, y_test, *, conformal: bool =
         if conformal:
             clo, chi = lo_t, hi_t
         else:
-            cqr = CQR.fit(bv[:, :, 0, j], bv[:, :, 1, j], yv, 1.0 - p)
+            with warnings.catch_warnings():  # too few calibration points: warn for the reported levels only
+                if p not in levels:
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                cqr = CQR.fit(bv[:, :, 0, j], bv[:, :, 1, j], yv, 1.0 - p)
             clo, chi = cqr.apply(lo_t, hi_t)
         raw_cov.append(interval_coverage(yt, lo_t, hi_t))
         cqr_cov.append(interval_coverage(yt, clo, chi))
