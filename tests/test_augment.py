@@ -37,7 +37,7 @@ def test_crop_is_a_window_of_the_reflection_padded_image():
                 if torch.equal(out[i], padded[i, :, dy:dy + 5, dx:dx + 7])]
         assert hits, f"image {i} is not a window of its padded copy"
         offsets.add(hits[0])
-    assert len(offsets) > 3  # the offsets vary
+    assert len(offsets) > 3 and any(dy != dx for dy, dx in offsets)  # offsets vary, rows and columns apart
 
 
 def test_trainer_augments_images_only_and_stays_deterministic():
