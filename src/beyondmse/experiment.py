@@ -33,7 +33,7 @@ from .train import SELECT_METRICS, Trainer, seed_everything
 
 #: the Trainer settings a record reports
 TRAINER_SETTINGS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "clip_norm", "optimizer",
-                    "eval_every", "select", "augment")
+                    "eval_every", "select", "augment", "schedule")
 
 
 def _scores(splits: Splits, pred_test: np.ndarray) -> dict[str, float]:

@@ -20,6 +20,9 @@ from . import distributed
 from .models.regression_model import RegressionModel
 
 
+#: learning-rate schedules (:class:`Trainer` ``schedule=``)
+SCHEDULES = ("constant", "cosine")
+
 #: validation metrics that can pick the best epoch, from the prediction error (N, m)
 SELECT_METRICS = {
     "mse": lambda err: err.pow(2).mean().item(),
@@ -122,6 +125,14 @@ class Trainer:
     augment : str or None, default None
         Light augmentation of image training batches: ``"flip"``, ``"crop"`` or ``"flip+crop"``
         (:mod:`beyondmse.data.augment`); ignored for non-image inputs.
+    schedule : {"constant", "cosine"}, default "constant"
+        Learning-rate schedule, stepped every mini-batch: ``"cosine"`` decays ``lr`` to 0 over
+        ``max_epochs`` epochs, ``lr_t = lr (1 + cos(pi t / T)) / 2`` (Loshchilov & Hutter, SGDR,
+        ICLR 2017, Eq. 5 without restarts), the usual companion of ``trunk="tabular"``.
+
+    A trunk with a ``fit_inputs(X)`` method (:class:`~beyondmse.models.tabular.TabularTrunk`)
+    has it called with the training inputs before the first step (its preprocessing is fitted
+    on the training split only).
 
     Under several processes (a ``torch.distributed`` process group of P > 1, e.g. from
     ``beyondmse run --nproc P``, ``torchrun`` or Ray Train), every rank calls :meth:`fit` with the
@@ -137,7 +148,7 @@ class Trainer:
                  max_epochs: int = 200, patience: int | None = 20, clip_norm: float | None = 1.0,
                  optimizer: str = "adam", eval_every: int = 1, select: str = "mse", seed: int = 0,
                  device: str | torch.device | None = None, progress: bool = False,
-                 eval_batch_size: int = 8192, augment: str | None = None):
+                 eval_batch_size: int = 8192, augment: str | None = None, schedule: str = "constant"):
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if weight_decay < 0:
@@ -148,6 +159,8 @@ class Trainer:
             raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
         if select not in SELECT_METRICS:
             raise ValueError(f"unknown selection metric {select!r}; expected one of {sorted(SELECT_METRICS)}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown learning-rate schedule {schedule!r}; expected one of {SCHEDULES}")
         if optimizer not in ("adam", "adamw"):
             raise ValueError(f"unknown optimizer {optimizer!r}; expected 'adam' or 'adamw'")
         self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
@@ -157,6 +170,7 @@ class Trainer:
         self.device = torch.device(device) if device is not None else default_device()
         self.progress, self.eval_batch_size = progress, eval_batch_size
         self.augment, self._augment_ops = augment, parse_augment(augment)
+        self.schedule = schedule
 
     # ------------------------------------------------------------------ helpers
     def _batches(self, n: int, generator: torch.Generator) -> list[Tensor]:
@@ -195,6 +209,9 @@ class Trainer:
             Xv, yv = self._prepare(X_val, y_val, "validation")
         model.to(self.device)
         model.head.fit_targets(y)
+        fit_inputs = getattr(model.trunk, "fit_inputs", None)
+        if callable(fit_inputs):  # trunk preprocessing fitted on the training split (trunk="tabular")
+            fit_inputs(X)
         if distributed.is_distributed():
             self._check_same_on_all_ranks(len(X), len(Xv) if has_val else 0)
         step = distributed.wrap_for_training(model)  # DistributedDataParallel under several processes
@@ -203,6 +220,7 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = opt_cls(decay_groups(model, params, self.weight_decay), lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator().manual_seed(self.seed)
+        sched = self._scheduler(opt, len(self._batches(len(X), torch.Generator().manual_seed(0))))
         hist = History()
         best, best_state, waited = math.inf, None, 0
         start = time.perf_counter()
@@ -222,6 +240,8 @@ class Trainer:
                 if self.clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 total += out.total.item() * len(idx)
                 count += len(idx)
                 for k, v in out.terms.items():
@@ -253,6 +273,13 @@ class Trainer:
         model.eval()
         hist.seconds = time.perf_counter() - start
         return hist
+
+    def _scheduler(self, opt: torch.optim.Optimizer, steps_per_epoch: int):
+        """The learning-rate scheduler of ``schedule`` (None for a constant rate)."""
+        if self.schedule == "constant":
+            return None
+        total = max(1, self.max_epochs * steps_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
 
     def _check_same_on_all_ranks(self, *values: int) -> None:
         """Every rank must fit on the same data (a clear error, the same on all ranks)."""

@@ -24,7 +24,7 @@ def make_trunk(input_shape: tuple[int, ...], trunk: Mapping[str, Any]) -> nn.Mod
     input_shape : tuple of int
         One sample's shape: ``(D,)`` for feature vectors, ``(C, H, W)`` for images.
     trunk : mapping
-        ``trunk`` (``"auto"``, ``"mlp"``, ``"cnn"``, ``"identity"`` or a pretrained backbone of
+        ``trunk`` (``"auto"``, ``"mlp"``, ``"tabular"`` (:mod:`beyondmse.models.tabular`), ``"cnn"``, ``"identity"`` or a pretrained backbone of
         :data:`~beyondmse.models.backbones.BACKBONES`, e.g. ``"efficientnet-lite0"``) plus the chosen trunk's
         constructor arguments (``hidden``, ``depth``, ``dropout``, ``embedding_dim``, ...).
     """
@@ -34,6 +34,10 @@ def make_trunk(input_shape: tuple[int, ...], trunk: Mapping[str, Any]) -> nn.Mod
 
     if kind in BACKBONES:
         return make_backbone_trunk(kind, tuple(input_shape), trunk)
+    if kind == "tabular":  # robust scaling + numeric/level embeddings + MLP (issue 20)
+        from .tabular import make_tabular_trunk
+
+        return make_tabular_trunk(tuple(input_shape), trunk)
     if kind == "identity":
         if len(input_shape) != 1:
             raise ValueError(f"the identity trunk needs feature vectors, got input shape {input_shape}")
@@ -50,7 +54,7 @@ def make_trunk(input_shape: tuple[int, ...], trunk: Mapping[str, Any]) -> nn.Mod
             raise ValueError(f"the CNN trunk needs images (C, H, W), got input shape {input_shape}")
         trunk.pop("depth", None)
         return SmallCNN(in_channels=input_shape[0], image_size=input_shape[1], **trunk)
-    raise ValueError(f"no trunk {kind!r} for input shape {input_shape}; use 'mlp', 'cnn', 'identity' "
+    raise ValueError(f"no trunk {kind!r} for input shape {input_shape}; use 'mlp', 'tabular', 'cnn', 'identity' "
                      f"or a pretrained backbone ({', '.join(sorted(BACKBONES))})")
 
 

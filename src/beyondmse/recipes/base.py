@@ -18,7 +18,8 @@ the report and the plots.
 Parameters a user passes are one flat dict. Keys are routed by name:
 
 * trunk keys (:data:`TRUNK_KEYS`): ``hidden``, ``depth``, ``dropout``, ``embedding_dim``, ``trunk``,
-  and for a pretrained backbone ``freeze`` and ``resolution``;
+  for a pretrained backbone ``freeze`` and ``resolution``, for ``trunk="tabular"``
+  ``num_embedding_dim`` and ``frequency_scale``;
 * trainer keys (:data:`TRAINER_KEYS`): ``lr``, ``weight_decay``, ``batch_size``, ...;
 * everything else must be a knob the recipe or one of its regularizers declares.
 """
@@ -37,9 +38,10 @@ from ..models.backbones import BACKBONES
 from ..models.user_trunk import embedding_width
 from ..regularizers.base import Regularizer
 
-TRUNK_KEYS = ("trunk", "hidden", "depth", "dropout", "embedding_dim", "weight_init", "freeze", "resolution")
+TRUNK_KEYS = ("trunk", "hidden", "depth", "dropout", "embedding_dim", "weight_init", "freeze", "resolution",
+              "num_embedding_dim", "frequency_scale")
 TRAINER_KEYS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "clip_norm",
-                "optimizer", "eval_every", "select", "augment")
+                "optimizer", "eval_every", "select", "augment", "schedule")
 
 #: The search space every torch method shares under ``--tune`` (the trainer's settings); a
 #: recipe, suffix or peer adds its own knobs in ``search``. Each entry is ``("log", lo, hi)``,
