@@ -84,7 +84,7 @@ def test_user_csv_with_categoricals(tmp_path):
 
 
 @pytest.mark.parametrize("frame,target,match", [
-    (pd.DataFrame({"a": [1.0, np.nan], "t": [1.0, 2.0]}), "t", "missing values"),
+    (pd.DataFrame({"a": [1.0, 2.0], "t": [1.0, np.nan]}), "t", "missing values in target"),
     (pd.DataFrame({"a": [1.0, 2.0], "t": [1.0, 2.0]}), "nope", "not in"),
     (pd.DataFrame({"a": [1.0, 2.0], "t": ["p", "q"]}), "t", "not numeric"),
     (pd.DataFrame({"a": [], "t": []}), "t", "empty"),

@@ -48,7 +48,7 @@ def test_estimator_errors():
     with pytest.raises(ValueError, match="unknown parameter"):
         BeyondMSERegressor(params={"bogus": 1}).fit(X, y)
     with pytest.raises(ValueError, match="NaN"):
-        BeyondMSERegressor().fit(np.full((30, 3), np.nan), y)
+        BeyondMSERegressor(missing="refuse").fit(np.full((30, 3), np.nan), y)
 
 
 def test_params_may_not_repeat_estimator_parameters():

@@ -9,6 +9,7 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .data.missing import MedianImputation, check_missing_policy
 from .data.scaling import MinMaxScaling
 from .recipes import build_model, is_peer
 from .train import Trainer, seed_everything
@@ -56,6 +57,12 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
     feature_scaling : {"minmax", "none"}, default "minmax"
         ``"none"`` passes ``X`` as it is (images in [0, 1] for a pretrained backbone, which
         standardises them itself).
+    missing : {"impute", "refuse"}, default "impute"
+        NaN in ``X``: ``"impute"`` fills each gap with the column's median on the ``fit`` data and
+        appends a 0/1 indicator column per column that had a gap there
+        (:class:`beyondmse.data.missing.MedianImputation`; a gap at predict time in another column
+        is filled without indicator); ``"refuse"`` raises ValueError, as scikit-learn's estimator
+        checks expect of an estimator without NaN support. NaN in ``y`` always raises.
 
     Attributes
     ----------
@@ -68,6 +75,8 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         Number of target columns ``m``.
     y_was_1d_ : bool
         Whether ``y`` was 1-D; ``predict`` then returns shape ``(n,)``, else ``(n, m)``.
+    imputation_ : beyondmse.data.missing.MedianImputation or None
+        The median imputation fitted on ``X`` (None with ``missing="refuse"``).
     x_scaling_, y_scaling_ : beyondmse.data.scaling.MinMaxScaling
         The min-max scalings of features and targets, fitted on all of ``X`` and ``y``.
     calibration_X_, calibration_y_ : ndarray
@@ -87,7 +96,7 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
                  batch_size: int | str = "auto", lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 10,
                  validation_fraction: float = 0.15, random_state: int | None = None, device: str = "cpu",
                  trunk: torch.nn.Module | None = None, input_shape: tuple[int, ...] | None = None,
-                 feature_scaling: str = "minmax"):
+                 feature_scaling: str = "minmax", missing: str = "impute"):
         self.method = method
         self.params = params
         self.max_epochs = max_epochs
@@ -101,12 +110,25 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         self.trunk = trunk
         self.input_shape = input_shape
         self.feature_scaling = feature_scaling
+        self.missing = missing
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
+        tags.input_tags.allow_nan = self.missing == "impute"
         return tags
+
+    def _finite(self):
+        return "allow-nan" if check_missing_policy(self.missing) == "impute" else True
+
+    def _features(self, X) -> np.ndarray:
+        """Validated ``X`` of a fitted estimator, gaps imputed, min-max scaled, float32."""
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite=self._finite())
+        if self.imputation_ is not None:
+            X = self.imputation_.transform(X)
+        return self.x_scaling_.transform(X).astype(np.float32)
 
     def fit(self, X, y):
         if is_peer(self.method):
@@ -120,7 +142,13 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
             # hidden copy in ``params`` would make one of the two silently ignored
             raise ValueError(f"params {clash} repeat estimator parameters; set them on the estimator instead, "
                              f"e.g. BeyondMSERegressor({clash[0]}={params[clash[0]]!r})")
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64,
+                             ensure_all_finite=self._finite())
+        if not np.isfinite(y).all():  # validate_data lets NaN through in y when X may have it
+            raise ValueError("y contains NaN or inf; missing targets cannot be imputed")
+        self.imputation_ = MedianImputation.fit(X) if self.missing == "impute" else None
+        if self.imputation_ is not None:
+            X = self.imputation_.transform(X)
         if len(X) < 2:
             raise ValueError(f"need at least 2 samples to fit, got n_samples = {len(X)}")
         self.y_was_1d_ = y.ndim == 1
@@ -161,9 +189,7 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
-        check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        Xs = torch.as_tensor(self._shaped(self.x_scaling_.transform(X).astype(np.float32)), dtype=torch.float64)
+        Xs = torch.as_tensor(self._shaped(self._features(X)), dtype=torch.float64)
         with torch.no_grad():
             pred = torch.cat([self.model_(Xs[i:i + 8192]) for i in range(0, len(Xs), 8192)]).numpy()
         pred = self.y_scaling_.inverse(pred.astype(np.float64))
@@ -207,9 +233,7 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         method (``ls``, ``mt``, ...) raises :class:`beyondmse.distributions.NoDistributionError`,
         a ValueError. These raw distributions are not calibrated: see :meth:`predict_interval`.
         """
-        check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return self._unscale(self._scaled_distribution(self.x_scaling_.transform(X).astype(np.float32)))
+        return self._unscale(self._scaled_distribution(self._features(X)))
 
     def predict_interval(self, X, alpha: float = 0.1, conformal: bool = True) -> np.ndarray:
         """Prediction intervals of level ``1 - alpha``: shape (n, 2) of (lower, upper) bounds, or
@@ -228,9 +252,7 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
         from .distributions import check_alpha
 
         alpha = check_alpha(alpha)
-        check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        dist = self._scaled_distribution(self.x_scaling_.transform(X).astype(np.float32))
+        dist = self._scaled_distribution(self._features(X))
         lo, hi = dist.interval(alpha).numpy().transpose(2, 0, 1)  # each (n, m), scaled units
         if conformal:
             if len(self.calibration_y_) == 0:

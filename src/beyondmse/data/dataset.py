@@ -37,6 +37,11 @@ class Dataset:
         the raw inputs).
     extras : dict
         Anything else a task carries (e.g. the intrinsic ``color`` parameter of a manifold).
+    missing : {"impute", "refuse"}
+        ``"impute"`` (default): NaN feature values of a table are allowed and
+        :func:`~beyondmse.data.make_splits` fills them with training-split medians plus indicator
+        columns (:mod:`beyondmse.data.missing`); ``"refuse"``: NaN features raise ValueError.
+        NaN targets and infinite values always raise.
     """
 
     name: str
@@ -50,12 +55,17 @@ class Dataset:
     target_scaling: str = "minmax"
     extras: dict = field(default_factory=dict)
     feature_scaling: str = "minmax"
+    missing: str = "impute"
 
     def __post_init__(self):
+        from .missing import check_missing_policy
+
         self.X = np.asarray(self.X, dtype=np.float32)
         y = np.asarray(self.y, dtype=np.float64)
         self.y = y[:, None] if y.ndim == 1 else y
-        validate_arrays(self.X, self.y, what=f"dataset {self.name!r}")
+        check_missing_policy(self.missing)
+        validate_arrays(self.X, self.y, what=f"dataset {self.name!r}",
+                        allow_missing=self.missing == "impute" and self.X.ndim == 2)
         if self.target_scaling not in ("minmax", "none"):
             raise ValueError(f"target_scaling must be 'minmax' or 'none', got {self.target_scaling!r}")
         if self.feature_scaling not in ("minmax", "none"):
@@ -74,8 +84,9 @@ class Dataset:
         return self.y.shape[1]
 
 
-def validate_arrays(X: np.ndarray, y: np.ndarray, what: str = "data") -> None:
-    """ValueError naming the problem for empty data, mismatched lengths or NaN/inf values."""
+def validate_arrays(X: np.ndarray, y: np.ndarray, what: str = "data", allow_missing: bool = False) -> None:
+    """ValueError naming the problem for empty data, mismatched lengths or NaN/inf values
+    (NaN features are accepted with ``allow_missing``; inf and NaN targets never are)."""
     if X.shape[0] == 0 or y.shape[0] == 0:
         raise ValueError(f"{what} is empty")
     if X.ndim < 2 or X.shape[1] == 0:
@@ -84,8 +95,9 @@ def validate_arrays(X: np.ndarray, y: np.ndarray, what: str = "data") -> None:
         raise ValueError(f"{what} targets must be (N, m) with m >= 1, got shape {y.shape}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"{what}: features have {X.shape[0]} rows but targets have {y.shape[0]}")
-    if not np.isfinite(X).all():
-        bad = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[0]
+    bad_x = np.isinf(X) if allow_missing else ~np.isfinite(X)
+    if bad_x.any():
+        bad = np.argwhere(bad_x.reshape(len(X), -1))[0]
         raise ValueError(f"{what} features contain NaN or inf (first at row {bad[0]}, column {bad[1]})")
     if not np.isfinite(y).all():
         bad = np.argwhere(~np.isfinite(y))[0]

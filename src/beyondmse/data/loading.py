@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .dataset import Dataset
+from .missing import check_missing_policy
 from .registry import DATASETS
 from .sources import fetch_openml_frame
 from .tables import frame_to_dataset, read_table
 
 
 def load_dataset(name: str, *, target: str | list[str] | None = None, download: bool = True,
-                 text: str | list[str] | None = None, **options) -> Dataset:
+                 text: str | list[str] | None = None, missing: str = "impute", **options) -> Dataset:
     """Load a dataset by registered name, ``"openml:<id>"`` or file path.
 
     Parameters
@@ -25,6 +28,11 @@ def load_dataset(name: str, *, target: str | list[str] | None = None, download: 
         Allow OpenML downloads (the cache is always tried first).
     text : str or list of str, optional
         Text column(s) of a CSV file: the text becomes features (:func:`beyondmse.data.text.load_text_csv`).
+    missing : {"impute", "refuse"}
+        Missing feature values of a table: ``"impute"`` (a missing category is its own level, a
+        missing number is filled after the split with the training median plus an indicator
+        column; :mod:`beyondmse.data.missing`) or ``"refuse"`` (ValueError naming the columns).
+        Missing targets are always an error.
     options
         Settings of the file loaders: ``resize``, ``standardize`` for an image ``.npz`` or folder
         (:mod:`beyondmse.data.images`), ``encoder``, ``n_components`` for text.
@@ -43,7 +51,12 @@ def load_dataset(name: str, *, target: str | list[str] | None = None, download: 
             raise ValueError(f"dataset {name!r} has a fixed target; --target is for files and OpenML")
         if text is not None or options:
             raise ValueError(f"dataset {name!r} is registered with its settings; text= and {sorted(options)} are for files")
-        return DATASETS[name].load()
+        check_missing_policy(missing)
+        ds = DATASETS[name].load()
+        if missing == "refuse" and ds.X.ndim == 2 and np.isnan(ds.X).any():
+            bad = [ds.feature_names[j] for j in np.flatnonzero(np.isnan(ds.X).any(axis=0))]
+            raise ValueError(f"dataset {name!r} has missing values in column(s) {bad}")
+        return ds
     if name.startswith("openml:"):
         try:
             data_id = int(name.split(":", 1)[1])
@@ -53,7 +66,7 @@ def load_dataset(name: str, *, target: str | list[str] | None = None, download: 
         target = target or meta.get("target")
         if target is None:
             raise ValueError(f"OpenML dataset {data_id} has no default target; pass target=")
-        return frame_to_dataset(frame, target, name=f"openml:{data_id}", source=f"openml:{data_id}")
+        return frame_to_dataset(frame, target, name=f"openml:{data_id}", source=f"openml:{data_id}", missing=missing)
     path = Path(name).expanduser()
     if path.suffix == ".npz":  # images: x, y, optional split (beyondmse.data.images)
         from .images import load_image_npz
@@ -76,6 +89,6 @@ def load_dataset(name: str, *, target: str | list[str] | None = None, download: 
     if path.suffix or path.exists():
         if target is None:
             raise ValueError(f"loading the file {name!r} needs a target column (--target COLUMN)")
-        return frame_to_dataset(read_table(path), target, name=path.name, source=str(path))
+        return frame_to_dataset(read_table(path), target, name=path.name, source=str(path), missing=missing)
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))} "
                      "(or openml:<id>, or a .csv/.parquet path)")

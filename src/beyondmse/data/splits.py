@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import Dataset
+from .missing import MedianImputation
 from .scaling import MinMaxScaling
 
 PROTOCOLS = ("paper", "default", "predefined")
@@ -85,11 +86,17 @@ def make_splits(ds: Dataset, seed: int = 0, protocol: str | None = None) -> Spli
 
     A target that is constant on the training split raises ValueError (there is nothing to
     learn and the [0, 1] scaling is undefined). Constant feature columns are left at 0.
+    Missing feature values (NaN, a dataset with ``missing="impute"``) are filled with the
+    training split's column medians, and a 0/1 indicator column per column with a gap anywhere
+    in the dataset is appended (:class:`~beyondmse.data.missing.MedianImputation`).
     """
     if protocol is None:
         protocol = "predefined" if ds.split is not None else ("paper" if ds.paper_sizes else "default")
     tr, va, te = _indices(ds, protocol, seed)
     X = ds.X
+    if X.ndim == 2 and np.isnan(X).any():
+        gaps = np.flatnonzero(np.isnan(X).any(axis=0))
+        X = MedianImputation.fit(X[tr], indicate=gaps).transform(X)
     if X.ndim == 2 and ds.feature_scaling == "minmax":
         X = MinMaxScaling.fit(X[tr]).transform(X)
     if ds.target_scaling == "minmax":
