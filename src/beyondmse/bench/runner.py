@@ -292,7 +292,14 @@ def _run_pool(todo, store, name, jobs, threads, diagnostics, max_restarts, start
                 p.terminate()
             raise
         finally:
+            survivors = list((getattr(pool, "_processes", None) or {}).values()) if broken else []
             pool.shutdown(wait=not broken, cancel_futures=True)
+            # a surviving worker could still commit a run after the store is read below (it would
+            # be counted lost yet recorded): stop it first; its run, if unrecorded, is redone
+            for proc in survivors:
+                proc.terminate()
+            for proc in survivors:
+                proc.join(30)
         if broken:
             # a worker died: whatever it (or its pool mates) ran was not recorded unless it got
             # to its commit; the store is the truth
