@@ -35,16 +35,19 @@ def test_every_builtin_suite_loads(shared_data):
 
 def test_quick_suite_is_the_demo():
     """The demo's runs: embedded diamonds subsample, 8 methods x 3 seeds, 10 epochs, batch 256
-    for the torch methods, a cheaper ROT plan for mt+rot, peers at their own settings."""
+    and the tabular trunk with a cosine schedule for the torch methods, ls on the plain MLP too,
+    a cheaper ROT plan for mt+rot, peers at their own settings."""
     suite = get_suite("quick")
-    methods = ["ls", "huber", "sk-hgb", "sk-ridge", "e2e-codec", "hl-gauss", "nca-softstep-i", "mt+rot"]
+    methods = ["ls", "huber", "sk-hgb", "sk-ridge", "e2e-codec", "hl-gauss", "nca-softstep-i", "mt+rot", "ls"]
     assert [(r.seed, r.method) for r in suite.runs] == [(s, m) for s in range(3) for m in methods]
     assert {r.dataset for r in suite.runs} == {"diamonds-10k"} and {r.epochs for r in suite.runs} == {10}
     assert all(r.protocol is None for r in suite.runs)
-    for r in suite.runs:
-        expected = {} if r.method.startswith("sk-") else {"batch_size": 256}
+    for i, r in enumerate(suite.runs):
+        expected = {} if r.method.startswith("sk-") else {"batch_size": 256, "trunk": "tabular", "schedule": "cosine"}
         if r.method == "mt+rot":
             expected["rot_max_points"] = 128
+        if i % len(methods) == len(methods) - 1:  # the grid's ls on the plain MLP
+            expected.update(trunk="mlp", schedule="constant")
         assert r.params == expected, r.method
     assert "at most 10 epochs" in suite.summary
     short = get_suite("quick", seeds=1, epochs=2)
