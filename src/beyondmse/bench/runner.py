@@ -272,6 +272,7 @@ def _run_pool(todo, store, name, jobs, threads, diagnostics, max_restarts, start
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=ctx,
                                    initializer=_init_worker, initargs=(threads,))
         futures = {pool.submit(execute_run, spec, store, name, diagnostics): spec for spec in pending}
+        workers = list((getattr(pool, "_processes", None) or {}).values())  # before a break clears the map
         broken = False
         try:
             remaining = set(futures)
@@ -292,7 +293,7 @@ def _run_pool(todo, store, name, jobs, threads, diagnostics, max_restarts, start
                 p.terminate()
             raise
         finally:
-            survivors = list((getattr(pool, "_processes", None) or {}).values()) if broken else []
+            survivors = workers if broken else []
             pool.shutdown(wait=not broken, cancel_futures=True)
             # a surviving worker could still commit a run after the store is read below (it would
             # be counted lost yet recorded): stop it first; its run, if unrecorded, is redone
