@@ -123,3 +123,23 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None
     print("|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(str(c) for c in r) + " |", flush=True)
+
+
+def train_step(model, opt: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
+               clip_norm: float | None = None) -> None:
+    """One optimiser step on ``model.training_loss(X, y)`` (what the step benchmarks time)."""
+    out = model.training_loss(X, y)
+    opt.zero_grad(set_to_none=True)
+    out.total.backward()
+    if clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    opt.step()
+
+
+def rss_kb(field: str) -> int:
+    """``VmRSS`` / ``VmHWM`` (current / peak resident memory) of this process, in kB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")

@@ -11,7 +11,7 @@ fitted once on 4,096 random targets before timing (a short, untimed stage 1 for 
 from __future__ import annotations
 
 import torch
-from _timing import bench_args, compare, print_table, setup
+from _timing import bench_args, compare, print_table, setup, train_step
 
 from beyondmse.recipes import build_model, methods_in_family
 
@@ -28,14 +28,7 @@ def make_step(method: str, m: int, k: int, batch: int, device):
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-4)
     X, y = torch.rand(batch, 16, generator=g).to(device), torch.rand(batch, m, generator=g).to(device)
 
-    def step():
-        out = model.training_loss(X, y)
-        opt.zero_grad(set_to_none=True)
-        out.total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
-    return step
+    return lambda: train_step(model, opt, X, y, clip_norm=1.0)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import sys
 import time
 
 import torch
-from _timing import bench_args, compare, print_table, setup
+from _timing import bench_args, compare, print_table, rss_kb, setup
 
 from beyondmse.recipes import build_model, methods_in_family
 
@@ -62,14 +62,6 @@ def bench_steps(quick: bool, repeats: int | None, warmup: int) -> None:
 
 
 # ----------------------------------------------------------------------------- memory bank
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def membank_child(name: str, m: int, q: int, d: int, chunk: int, threads: int) -> dict:
     """Run in a subprocess: fill a memory bank of m points and time predictions for q queries."""
     torch.set_num_threads(threads)
@@ -87,11 +79,11 @@ def membank_child(name: str, m: int, q: int, d: int, chunk: int, threads: int) -
             reset = True
         except OSError:
             reset = False
-        before = _rss_kb("VmRSS")
+        before = rss_kb("VmRSS")
         t0 = time.perf_counter()
         out = head(zq)
         seconds = time.perf_counter() - t0
-        peak = _rss_kb("VmHWM")
+        peak = rss_kb("VmHWM")
     assert torch.isfinite(out).all()
     return {"head": name, "memory": m, "queries": q, "d": d, "chunk": chunk, "seconds": seconds,
             "queries_per_s": q / seconds, "peak_extra_mb": (peak - before) / 1024 if reset else None,

@@ -27,7 +27,7 @@ import sys
 import time
 
 import torch
-from _timing import bench_args, compare, print_table, setup
+from _timing import bench_args, compare, print_table, rss_kb, setup
 
 from beyondmse.functional.distances import squared_distances
 from beyondmse.functional.rank import soft_rank
@@ -38,18 +38,10 @@ def _load() -> str:
     return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def _reset_peak() -> int:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS
-    return _rss_kb("VmRSS")
+    return rss_kb("VmRSS")
 
 
 # ----------------------------------------------------------------------------- 1. soft rank
@@ -126,7 +118,7 @@ def bank_child(kind: str, m: int, q: int, d: int, threads: int) -> dict:
             t0 = time.perf_counter()
             head(zq)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "peak_extra_mb": (_rss_kb("VmHWM") - before) / 1024}
+    return {"seconds": seconds, "peak_extra_mb": (rss_kb("VmHWM") - before) / 1024}
 
 
 def bench_bank(args) -> list[list[str]]:
@@ -177,7 +169,7 @@ def main(argv=None):
         rows += section(args)
     print()
     print_table(["figure", "ratio (median)", "times"], rows)
-    print(f"\npeak extra resident memory of this process (steps): {(_rss_kb('VmHWM') - start_rss) / 1024:.0f} MB; "
+    print(f"\npeak extra resident memory of this process (steps): {(rss_kb('VmHWM') - start_rss) / 1024:.0f} MB; "
           f"{_load()}")
 
 

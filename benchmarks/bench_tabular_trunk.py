@@ -10,7 +10,7 @@ tabular trunk's level embeddings are in use where the table has low-cardinality 
 from __future__ import annotations
 
 import torch
-from _timing import bench_args, compare, print_table, setup
+from _timing import bench_args, compare, print_table, setup, train_step
 
 from beyondmse.data import load_dataset, make_splits
 from beyondmse.recipes import build_model
@@ -29,11 +29,7 @@ def make_epoch(params: dict, X: torch.Tensor, y: torch.Tensor, batch: int = 256)
 
     def epoch():
         for i in range(0, len(X), batch):
-            out = model.training_loss(X[i:i + batch], y[i:i + batch])
-            opt.zero_grad(set_to_none=True)
-            out.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            train_step(model, opt, X[i:i + batch], y[i:i + batch], clip_norm=1.0)
 
     return epoch
 

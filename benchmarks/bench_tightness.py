@@ -12,7 +12,7 @@ MT + L_ot are full trainings of a ResNet-50 on a GPU).
 from __future__ import annotations
 
 import torch
-from _timing import bench_args, compare, print_table, setup
+from _timing import bench_args, compare, print_table, setup, train_step
 
 from beyondmse.recipes import build_model, methods_in_family
 
@@ -28,13 +28,7 @@ def make_step(method: str, batch: int, input_shape: tuple[int, ...], device):
     g = torch.Generator().manual_seed(0)
     X, y = torch.randn(batch, *input_shape, generator=g).to(device), torch.rand(batch, 1, generator=g).to(device)
 
-    def step():
-        out = model.training_loss(X, y)
-        opt.zero_grad(set_to_none=True)
-        out.total.backward()
-        opt.step()
-
-    return step
+    return lambda: train_step(model, opt, X, y)
 
 
 def main() -> None:
