@@ -73,6 +73,9 @@ COORDINATE_FILES = [
 ]
 
 
+TATE_TEXT_FILE = ("tate_text.csv.gz", "b7c83e994408db37465b38b8fef2c30a86d212dde1e988cced4d651be081739a")
+
+
 def locate(filename: str, sha256: str | None):
     path = find_data_file(filename)
     if path is None:
@@ -115,7 +118,7 @@ def _load_tate_text(n_features: int = 512) -> Dataset:
     # the features; a learned text encoder is out of scope for a tabular library.
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    path = locate("tate_text.csv.gz", "b7c83e994408db37465b38b8fef2c30a86d212dde1e988cced4d651be081739a")
+    path = locate(*TATE_TEXT_FILE)
     frame = read_table(path)
     text = (frame["title"].astype(str) + " | " + frame["medium"].astype(str) + " | "
             + frame["artist"].astype(str))
@@ -130,7 +133,7 @@ def _load_tate_tfidf() -> Dataset:
     split drawn once with seed 0 (:mod:`beyondmse.data.text`)."""
     from .text import load_text_csv
 
-    path = locate("tate_text.csv.gz", "b7c83e994408db37465b38b8fef2c30a86d212dde1e988cced4d651be081739a")
+    path = locate(*TATE_TEXT_FILE)
     return load_text_csv(path, text=["title", "medium"], target="year", name="tate_text-tfidf")
 
 
