@@ -121,28 +121,11 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-DRIVER = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {src!r})
-    import numpy as np
-    from beyondmse.bench import ResultStore, RunSpec, Suite, run_suite
-    from beyondmse.data import Dataset
-
-    if __name__ == "__main__":
-        rng = np.random.default_rng(0)
-        X = rng.uniform(-1, 1, size=(1500, 3))
-        ds = Dataset("toy-kill", X, X[:, 0] * X[:, 1], ["a", "b", "c"], ["t"], "generated")
-        runs = [RunSpec(ds, "ls", s, 6, {{"batch_size": 16, "hidden": 16}}) for s in range({n})]
-        res = run_suite(Suite("kill", "k", runs), ResultStore(sys.argv[1]), jobs=2, progress=False, diagnostics=False)
-        print("RESULT", res.finished, res.failed, res.lost, res.restarts, flush=True)
-""")
-
-
-def _kill_suite(n: int = 6):
+def _kill_suite(n: int = 6, epochs: int = 3):
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, size=(400, 3))
     ds = Dataset("toy-kill", X, X[:, 0] * X[:, 1], ["a", "b", "c"], ["t"], "generated")
-    return Suite("kill", "k", [RunSpec(ds, "ls", s, 3, {"batch_size": 16, "hidden": 8}) for s in range(n)])
+    return Suite("kill", "k", [RunSpec(ds, "ls", s, epochs, {"batch_size": 16, "hidden": 8}) for s in range(n)])
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -150,13 +133,32 @@ def _workers_of(pid: int) -> list[int]:
     return [p for p in _descendants(pid) if _children(p) == [] and "resource_tracker" not in _cmdline(p)]
 
 
+class _SignalRaised(Exception):
+    pass
+
+
+def _raise_on_sigterm(signum, frame):  # what torch's elastic launcher leaves installed after --nproc
+    raise _SignalRaised(f"got signal {signum}")
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker processes")
-def test_interrupted_suite_resumes_with_one_record_per_run(tmp_path):
+@pytest.mark.parametrize("sigterm_raises", [False, True])
+def test_interrupted_suite_resumes_with_one_record_per_run(tmp_path, sigterm_raises):
     """kill -9 a worker half-way; with no pool restarts allowed the suite stops (interrupted), the
-    killed runs leave no row, and running the same suite again completes it: one record per run."""
+    killed runs leave no row, and running the same suite again completes it: one record per run.
+    With a SIGTERM handler that raises (inherited by forked workers), stopping the surviving worker
+    must still not let it record its interrupted run as failed."""
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm) if sigterm_raises else None
+    try:  # longer runs when the handler raises: the surviving worker is then stopped mid-run
+        _interrupt_and_resume(tmp_path, _kill_suite(epochs=40 if sigterm_raises else 3))
+    finally:
+        if sigterm_raises:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt_and_resume(tmp_path, suite):
     import threading
 
-    suite = _kill_suite()
     store = ResultStore(tmp_path / "kill.sqlite")
     box = {}
     driver = threading.Thread(target=lambda: box.update(res=run_suite(

@@ -290,15 +290,18 @@ def _run_pool(todo, store, name, jobs, threads, diagnostics, max_restarts, start
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
             for p in list(getattr(pool, "_processes", {}).values()):
-                p.terminate()
+                p.kill()
             raise
         finally:
             survivors = workers if broken else []
             pool.shutdown(wait=not broken, cancel_futures=True)
             # a surviving worker could still commit a run after the store is read below (it would
-            # be counted lost yet recorded): stop it first; its run, if unrecorded, is redone
+            # be counted lost yet recorded): stop it first; its run, if unrecorded, is redone.
+            # SIGKILL, not SIGTERM: a SIGTERM handler inherited from the parent (torch's elastic
+            # launcher installs one) turns SIGTERM into an exception that execute_run records as a
+            # failed run; SQLite's journal keeps a commit cut by SIGKILL atomic
             for proc in survivors:
-                proc.terminate()
+                proc.kill()
             for proc in survivors:
                 proc.join(30)
         if broken:
