@@ -41,6 +41,7 @@ import inspect
 import logging
 import os
 import pickle
+import signal
 import tempfile
 import time
 import uuid
@@ -241,6 +242,10 @@ def _first_error(error_dir: str) -> tuple[str, str] | None:
     return min(found)[1:] if found else None
 
 
+_LAUNCHER_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+                          if hasattr(signal, name))
+
+
 def launch(fn: Callable[..., Any], args: tuple = (), *, nproc: int, backend: str | None = None,
            timeout_s: float = DEFAULT_TIMEOUT_S, threads: int | None = None) -> dict[int, Any]:
     """Run ``fn(*args)`` on ``nproc`` local processes through torch.distributed's elastic launcher
@@ -262,6 +267,9 @@ def launch(fn: Callable[..., Any], args: tuple = (), *, nproc: int, backend: str
     elastic_log = logging.getLogger("torch.distributed.elastic")
     level = elastic_log.level
     elastic_log.setLevel(logging.CRITICAL)  # its per-worker error dumps repeat what we raise
+    # the launcher installs handlers that turn SIGTERM/SIGINT/SIGHUP/SIGQUIT into exceptions and
+    # leaves them behind: Ctrl-C would no longer raise KeyboardInterrupt in the caller
+    handlers = {sig: signal.getsignal(sig) for sig in _LAUNCHER_SIGNALS}
     with tempfile.TemporaryDirectory(prefix="beyondmse-launch-") as error_dir:
         try:
             return elastic_launch(config, _worker)(fn, args, backend, timeout_s, threads, error_dir)
@@ -277,6 +285,8 @@ def launch(fn: Callable[..., Any], args: tuple = (), *, nproc: int, backend: str
                                       f"its traceback:\n{text.rstrip()}") from None
         finally:
             elastic_log.setLevel(level)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
 
 
 def _ray_train_loop(config: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -35,6 +36,22 @@ def test_a_failing_rank_ends_the_job_with_its_error():
         launch(_rank_1_breaks, nproc=2, threads=1, timeout_s=60)
     assert "_rank_1_breaks" in str(err.value)  # the failing rank's traceback comes with it
     assert time.perf_counter() - start < 60  # the launcher stopped rank 0 instead of letting it wait
+
+
+def _rank_value():
+    return distributed.rank()
+
+
+@pytest.mark.timeout(120)
+def test_launch_gives_back_the_callers_signal_handlers():
+    """The elastic launcher turns SIGINT/SIGTERM into its own exception and leaves that installed;
+    after launch Ctrl-C must raise KeyboardInterrupt again (and a forked bench worker die on SIGTERM)."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    assert launch(_rank_value, nproc=1, threads=1, timeout_s=60) == {0: 0}
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    with pytest.raises(DistributedRunError):  # and after a failed job
+        launch(_rank_1_breaks, nproc=2, threads=1, timeout_s=60)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
 @pytest.mark.slow
