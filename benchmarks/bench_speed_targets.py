@@ -11,7 +11,7 @@
 4. e2e-codec training step vs the linear head (``ls``), k = 25 (benchmarks/bench_codec.py's step).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_speed_targets.py [--threads 1]
-        [--bank 1000000] [--queries 4096] [--skip-bank]
+        [--bank 1000000] [--queries 4096] [--skip-bank | --only-bank]
 
 Ratios are medians over interleaved repeats in this run (see _timing.py); absolute times on a
 shared machine drift, so the load (``os.getloadavg``) is printed with each section.
@@ -107,8 +107,11 @@ def bank_child(kind: str, m: int, q: int, d: int, threads: int) -> dict:
         before = _reset_peak()
         t0 = time.perf_counter()
         index.search(zq.numpy(), 32)
-    else:
-        model, _ = build_model("nca-softstep-g", d, 1, {"trunk": "identity"})
+    else:  # "nca-softstep-g[-faiss][@l0]": the torch (dense) or faiss search, SoftStep's l0
+        name, _, l0 = kind.partition("@")
+        params = {"trunk": "identity", "softstep_l0": float(l0 or 0.5),
+                  "search": "faiss" if name.endswith("-faiss") else "dense"}
+        model, _ = build_model("nca-softstep-g", d, 1, params)
         head = model.head.eval()
         head.query_chunk_size = 256
         head.fit_memory(bank, torch.rand(m, 1, generator=gen))
@@ -121,9 +124,16 @@ def bank_child(kind: str, m: int, q: int, d: int, threads: int) -> dict:
     return {"seconds": seconds, "peak_extra_mb": (rss_kb("VmHWM") - before) / 1024}
 
 
+BANK_KINDS = ("faiss-flat-top32", "nca-softstep-g", "nca-softstep-g-faiss", "nca-softstep-g@0.9",
+              "nca-softstep-g-faiss@0.9")
+
+
 def bench_bank(args) -> list[list[str]]:
+    """The exact SoftStep bank against faiss's top-32, dense (torch) and faiss-searched, at the
+    default l0 = 0.5 (on random data the ball then holds a large part of the bank) and at
+    l0 = 0.9 (a small ball, the regime where a range search pays)."""
     out = {}
-    for kind in ("faiss-flat-top32", "nca-softstep-g"):
+    for kind in BANK_KINDS:
         cmd = [sys.executable, __file__, "--_child", json.dumps([kind, args.bank, args.queries, 64, args.threads])]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
@@ -131,11 +141,16 @@ def bench_bank(args) -> list[list[str]]:
                 return [["memory bank vs faiss IndexFlatL2 top-32", "n/a", "faiss not installed (pip install faiss-cpu)"]]
             raise RuntimeError(res.stderr)
         out[kind] = json.loads(res.stdout.strip().splitlines()[-1])
-    ratio = out["nca-softstep-g"]["seconds"] / out["faiss-flat-top32"]["seconds"]
-    return [[f"memory bank {args.bank:.0e} x 64, {args.queries} queries, nca-softstep-g (torch, exact) vs faiss "
-             "IndexFlatL2 top-32", f"{ratio:.2f}",
-             f"{out['nca-softstep-g']['seconds']:.1f} s vs {out['faiss-flat-top32']['seconds']:.1f} s; peak extra "
-             f"{out['nca-softstep-g']['peak_extra_mb']:.0f} MB vs {out['faiss-flat-top32']['peak_extra_mb']:.0f} MB"]]
+    base = out["faiss-flat-top32"]
+    rows = []
+    for kind in BANK_KINDS[1:]:
+        name, _, l0 = kind.partition("@")
+        how = "faiss search" if name.endswith("-faiss") else "torch"
+        rows.append([f"memory bank {args.bank:.0e} x 64, {args.queries} queries, nca-softstep-g l0 = {l0 or 0.5} "
+                     f"({how}, exact) vs faiss IndexFlatL2 top-32", f"{out[kind]['seconds'] / base['seconds']:.2f}",
+                     f"{out[kind]['seconds']:.1f} s vs {base['seconds']:.1f} s; peak extra "
+                     f"{out[kind]['peak_extra_mb']:.0f} MB vs {base['peak_extra_mb']:.0f} MB"])
+    return rows
 
 
 # ----------------------------------------------------------------------------- 4. codec
@@ -155,6 +170,7 @@ def main(argv=None):
     ap.add_argument("--bank", type=int, default=10**6)
     ap.add_argument("--queries", type=int, default=4096)
     ap.add_argument("--skip-bank", action="store_true")
+    ap.add_argument("--only-bank", action="store_true", help="the memory-bank rows alone")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
@@ -163,7 +179,8 @@ def main(argv=None):
     print(setup(args))
     start_rss = _reset_peak()
     rows = []
-    sections = [bench_soft_rank, bench_heads, bench_codec] + ([] if args.skip_bank else [bench_bank])
+    sections = [] if args.only_bank else [bench_soft_rank, bench_heads, bench_codec]
+    sections += [] if args.skip_bank else [bench_bank]
     for section in sections:
         print(f"[{section.__name__}: {_load()}]", flush=True)
         rows += section(args)

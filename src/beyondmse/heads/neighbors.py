@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -49,17 +50,23 @@ from torch import Tensor, nn
 from ..checks import check_head_inputs
 from ..distributions import Mixture, TargetGrid
 from ..functional.rank import soft_rank
-from ..functional.softstep import softstep, softstep_logits
+from ..functional.softstep import _softstep_bounds, softstep, softstep_logits
 from ..functional.streaming import ScoreFn, chunk_ranges, streaming_row_min_max, streaming_topk
 from ..normalizers import Normalizer, Softmax
-from ..similarity import NegL2, Similarity
+from ..similarity import NegL2, NegSquaredL2, Similarity
 from .base import Head, LossOutput
+from .faiss_search import FAISS_MISSING, RADIUS_MARGIN, MemoryIndex, faiss_available, padded_candidates
 from .softstep_params import DEFAULT_INIT, KFraction, SoftStepParams, make_softstep_params
 
 __all__ = ["NCA", "DiffKNN", "knn_step_weights", "expected_subset_min"]
 
 
 # --------------------------------------------------------------------------- shared pieces
+#: memory-bank search at inference: "dense" (torch, every stored point, any similarity) or
+#: "faiss" (exact candidate sets from flat faiss indexes; 'l2' / 'l2sq' similarities)
+SEARCHES = ("dense", "faiss")
+
+
 def _neg_big(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min
 
@@ -184,7 +191,7 @@ class _NeighborHead(Head):
     needs_memory = True
 
     def __init__(self, in_features: int, target_dim: int, similarity: Similarity | None,
-                 chunk_size: int, query_chunk_size: int):
+                 chunk_size: int, query_chunk_size: int, search: str = "dense", search_k: int = 1024):
         super().__init__()
         if in_features < 1 or target_dim < 1:
             raise ValueError(f"in_features and target_dim must be >= 1, got {in_features}, {target_dim}")
@@ -198,6 +205,20 @@ class _NeighborHead(Head):
         self.similarity = similarity if similarity is not None else NegL2()
         self.chunk_size = chunk_size
         self.query_chunk_size = query_chunk_size
+        if search not in SEARCHES:
+            raise ValueError(f"unknown search {search!r}; expected one of {SEARCHES}")
+        if search == "faiss":
+            if type(self.similarity) not in (NegL2, NegSquaredL2):
+                raise ValueError("search='faiss' needs the 'l2' or 'l2sq' similarity (a distance faiss indexes), "
+                                 f"got {type(self.similarity).__name__}")
+            if not faiss_available():
+                raise ImportError(FAISS_MISSING)
+        if not (isinstance(search_k, int) and search_k >= 1):
+            raise ValueError(f"search_k must be an int >= 1, got {search_k!r}")
+        self.search, self.search_k = search, search_k
+        self._memory_index: tuple | None = None
+        #: largest bound on the softmax mass dropped by plain NCA's top-``search_k`` faiss search
+        self.search_tail_bound_ = 0.0
         self.register_buffer("memory_z", torch.empty(0, in_features))
         self.register_buffer("memory_y", torch.empty(0, target_dim))
         # the neighbor-set size seen in training (largest batch - 1); 0 = not trained
@@ -220,6 +241,7 @@ class _NeighborHead(Head):
             raise ValueError("fit_memory got NaN or inf values")
         self.memory_z = z_train.detach().clone()
         self.memory_y = y_train.detach().to(z_train.dtype).clone()
+        self._memory_index = None
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -236,6 +258,7 @@ class _NeighborHead(Head):
         if prefix + "fit_neighbors" in missing_keys:
             missing_keys.remove(prefix + "fit_neighbors")
         self._seen_neighbors = 0
+        self._memory_index = None
 
     def _note_neighbor_set(self, n_neighbors: int) -> None:
         # only the first batches and a larger one touch the buffer (no host sync per step)
@@ -255,6 +278,27 @@ class _NeighborHead(Head):
         if self.memory_size == 0:
             raise ValueError(f"{type(self).__name__} has an empty memory bank: call fit_memory(z_train, y_train) "
                              "(RegressionModel.fit_memory_from, or Trainer.fit, does it) before predicting")
+
+    # -- faiss search (search="faiss"; heads/faiss_search.py) --------------------------------
+    def _index(self) -> MemoryIndex:
+        """Flat faiss indexes over the memory bank, rebuilt when the bank changes."""
+        key = (self.memory_z.data_ptr(), tuple(self.memory_z.shape), self.memory_z._version)
+        if self._memory_index is None or self._memory_index[0] != key:
+            self._memory_index = (key, MemoryIndex(self.memory_z))
+        return self._memory_index[1]
+
+    def _candidate_sims(self, zq: Tensor, mz: Tensor, idx: Tensor) -> Tensor:
+        """Exact similarities (Q, K) of each query to its candidates ``mz[idx]`` ('l2' / 'l2sq'),
+        in row blocks of at most 2**24 gathered entries."""
+        K, d = idx.shape[1], zq.shape[1]
+        rows = max(1, (1 << 24) // max(1, K * d))
+        parts = []
+        for i in range(0, zq.shape[0], rows):
+            diff = zq[i:i + rows, None, :] - mz[idx[i:i + rows]]
+            parts.append((diff * diff).sum(-1))
+        d2 = torch.cat(parts) if parts else zq.new_zeros(0, K)
+        dist = d2.clamp_min(0).sqrt() if isinstance(self.similarity, NegL2) else d2
+        return -dist * torch.exp(self.similarity.log_scale).to(zq.dtype)
 
     def forward(self, z: Tensor) -> Tensor:
         """Predict ``(Q, m)`` for query embeddings ``z`` (Q, d) from the memory bank (inference path)."""
@@ -441,6 +485,15 @@ class NCA(_NeighborHead):
         The margin :math:`\epsilon` below the top neighbor.
     chunk_size, query_chunk_size : int
         Memory-bank and query block sizes at inference (peak memory ~ their product).
+    search : {"dense", "faiss"}, default "dense"
+        Inference over the memory bank: every stored point in blocks, or candidate sets from
+        flat faiss indexes (``"l2"`` / ``"l2sq"`` similarities; :mod:`.faiss_search`). With
+        SoftStep the faiss path searches the ball of non-zero weights and gives the dense
+        predictions; it pays when the learned ball is small (it returns every point inside).
+        Diagnostics, :meth:`inference_weights` and :meth:`predict_distribution` stay dense.
+    search_k : int, default 1024
+        Plain softmax NCA with ``search="faiss"``: keep each query's ``search_k`` nearest
+        points; ``search_tail_bound_`` holds the largest bound on the softmax mass dropped.
 
     Attributes
     ----------
@@ -462,8 +515,9 @@ class NCA(_NeighborHead):
     def __init__(self, in_features: int, target_dim: int = 1, *, similarity: Similarity | None = None,
                  normalizer: Normalizer | None = None, softstep=None,
                  softstep_init: tuple[float, float, float] = DEFAULT_INIT, softstep_lr_scale: float = 1.0,
-                 eps: float = 1e-3, chunk_size: int = 4096, query_chunk_size: int = 1024):
-        super().__init__(in_features, target_dim, similarity, chunk_size, query_chunk_size)
+                 eps: float = 1e-3, chunk_size: int = 4096, query_chunk_size: int = 1024,
+                 search: str = "dense", search_k: int = 1024):
+        super().__init__(in_features, target_dim, similarity, chunk_size, query_chunk_size, search, search_k)
         if normalizer is not None and not isinstance(normalizer, Normalizer):
             raise ValueError("normalizer must be a Normalizer module (Softmax(), Sparsemax(), or "
                              f"beyondmse.normalizers.make_normalizer(name)), got {normalizer!r}")
@@ -471,6 +525,9 @@ class NCA(_NeighborHead):
             raise ValueError(f"eps must be in [0, 1), got {eps}")
         self.normalizer = normalizer if normalizer is not None else Softmax()
         self.softstep = make_softstep_params(softstep, in_features, softstep_init, softstep_lr_scale)
+        if search == "faiss" and self.softstep is None and not isinstance(self.normalizer, Softmax):
+            raise ValueError("search='faiss' without SoftStep is a top-k approximation bounded for the "
+                             f"softmax only, got {type(self.normalizer).__name__}")
         self.eps = eps
         self.min_gap = 1e-3
 
@@ -521,7 +578,70 @@ class NCA(_NeighborHead):
         return logits
 
     def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
+        if self.search == "faiss":
+            return self._faiss_predict(zq, mz, my) if self.softstep is not None else self._faiss_top_k(zq, mz, my)
         return self.normalizer.average(self._logit_fn(zq, mz), my, self.chunk_size)
+
+    def _faiss_top_k(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
+        """Plain softmax NCA on each query's ``search_k`` nearest points. Every dropped point is
+        no more similar than the K-th kept one, so the dropped mass is at most
+        ``(M - K) exp(s_K - logsumexp_kept s)``; the largest bound is kept in ``search_tail_bound_``."""
+        M = mz.shape[0]
+        K = min(self.search_k, M)
+        idx = self._index().nearest(zq, K)[1].to(mz.device)
+        sims = self._candidate_sims(zq, mz, idx)
+        if K < M and sims.numel():
+            bound = ((M - K) * torch.exp(sims.min(1).values - torch.logsumexp(sims, 1))).clamp_max(1.0)
+            self.search_tail_bound_ = max(self.search_tail_bound_, float(bound.max()))
+        return torch.einsum("qk,qkm->qm", torch.softmax(sims, 1), my[idx])
+
+    def _faiss_predict(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
+        """NCA + SoftStep over each query's ball of non-zero weights (:meth:`_faiss_balls`)."""
+        out = zq.new_empty(zq.shape[0], self.target_dim)
+        for b, idx, mask, (lo, hi, top) in self._faiss_balls(zq, mz):
+            logits = softstep_logits(self._candidate_sims(zq[b], mz, idx), self.softstep(zq[b]), eps=self.eps,
+                                     min_gap=self.min_gap, row_stats=(lo, hi, top))
+            p = self.normalizer(logits.masked_fill(~mask, _neg_big(logits.dtype)))
+            out[b] = torch.einsum("qk,qkm->qm", p, my[idx])
+        return out
+
+    def _faiss_balls(self, zq: Tensor, mz: Tensor):
+        """Yield ``(rows, idx, mask, (lo, hi, top))`` per block of queries: the padded memory
+        indices (B, K) of every point that can have a non-zero weight, found by faiss.
+
+        The row statistics are the dense path's (:meth:`_logit_fn`): ``hi`` = self-similarity (0
+        for these similarities) or the nearest point, ``lo`` = the farthest point or the expected
+        farthest of a training-sized subset. A point's weight is non-zero iff
+        ``s = (sim - lo) / range > l``, i.e. ``sim > lo + l range``: a ball whose squared radius,
+        with a margin for faiss's float32 distances, bounds a range search. Queries are sorted
+        by radius and searched in blocks of about 2**22 candidates.
+        """
+        index, M, dev = self._index(), mz.shape[0], mz.device
+        top = self._candidate_sims(zq, mz, index.nearest(zq, min(8, M))[1].to(dev)).max(1).values
+        hi = torch.maximum(torch.zeros_like(top), top)  # s(q, q) = 0
+        subset = self._train_set_size(M)
+        if subset >= M:
+            lo = self._candidate_sims(zq, mz, index.farthest(zq, min(8, M))[1].to(dev)).min(1).values
+        else:
+            far = self._candidate_sims(zq, mz, index.farthest(zq, _subset_min_candidates(M, subset))[1].to(dev))
+            lo = expected_subset_min(far.sort(1).values, M, subset)
+        lo = torch.minimum(torch.zeros_like(lo), lo)
+        l0, u0, _ = self.softstep(zq)
+        inv_rng, l, _ = _softstep_bounds(lo[:, None], hi[:, None], top[:, None], l0, u0, self.eps, self.min_gap)
+        dist = ((lo[:, None] + l / inv_rng)[:, 0] / -torch.exp(self.similarity.log_scale).to(zq.dtype)).clamp_min(0)
+        r2 = (dist * dist if isinstance(self.similarity, NegL2) else dist).detach().double().cpu()
+        r2 = (r2 * (1 + RADIUS_MARGIN) + 1e-6).numpy()
+        order = torch.from_numpy(r2.argsort(kind="stable"))
+        probe = order[-min(16, len(order)):]  # the largest balls: a block size that is safe for all
+        hits = index.within(zq[probe.to(dev)], float(r2[probe.numpy()].max()))[0][-1] / max(1, len(probe))
+        rows = max(1, int((1 << 22) // max(1.0, hits)))
+        for start in range(0, len(order), rows):
+            block = order[start:start + rows]
+            rb = r2[block.numpy()]
+            lims, d2, hit = index.within(zq[block.to(dev)], float(rb.max()))
+            idx, mask = padded_candidates(lims, hit, d2 <= np.repeat(rb, np.diff(lims)))
+            b = block.to(dev)
+            yield b, idx.to(dev), mask.to(dev), (lo[b], hi[b], top[b])
 
     def _dense_weights(self, zq: Tensor, mz: Tensor) -> Tensor:
         return self.normalizer(self._logit_fn(zq, mz)(0, mz.shape[0]))
@@ -582,12 +702,16 @@ class DiffKNN(_NeighborHead):
     rank_strength : float, default 1.0
         Soft-rank regularization strength (in average-gap units).
     chunk_size, query_chunk_size : int
+    search : {"dense", "faiss"}, default "dense"
+        How inference finds each query's K nearest stored points: a streamed top-k in torch, or
+        a flat faiss index (``"l2"`` / ``"l2sq"``; the exact top K is re-ranked in torch).
     """
 
     def __init__(self, in_features: int, target_dim: int = 1, *, similarity: Similarity | None = None,
                  k="global", k_init: float = 0.5, k_lr_scale: float = 1.0, q: float = 4.0, t: float = 0.75,
-                 rank_strength: float = 1.0, chunk_size: int = 4096, query_chunk_size: int = 1024):
-        super().__init__(in_features, target_dim, similarity, chunk_size, query_chunk_size)
+                 rank_strength: float = 1.0, chunk_size: int = 4096, query_chunk_size: int = 1024,
+                 search: str = "dense"):
+        super().__init__(in_features, target_dim, similarity, chunk_size, query_chunk_size, search)
         if not q > 0:
             raise ValueError(f"q must be > 0, got {q}")
         if not t > 0:
@@ -654,7 +778,12 @@ class DiffKNN(_NeighborHead):
         k = k.expand(zq.shape[0], 1)
         q = self.q * scale
         K = min(M, int(math.ceil(float(k.detach().max()) + q)) + 1)
-        top, idx = streaming_topk(lambda a, b: self.similarity(zq, mz[a:b]), M, K, self.chunk_size)
+        if self.search == "faiss":  # the exact top K among faiss's top K + 8 (float32 ties at the edge)
+            idx = self._index().nearest(zq, min(M, K + 8))[1].to(mz.device)
+            top, order = self._candidate_sims(zq, mz, idx).topk(K, dim=1)
+            idx = idx.gather(1, order)
+        else:
+            top, idx = streaming_topk(lambda a, b: self.similarity(zq, mz[a:b]), M, K, self.chunk_size)
         ranks = torch.arange(K, dtype=zq.dtype, device=zq.device).expand_as(top)
         w = knn_step_weights(ranks, k.clamp_max(float(M)), M, q, self.t)
         return torch.softmax(_masked_log_weight_logits(top, w), dim=-1), idx

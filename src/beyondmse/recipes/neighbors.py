@@ -22,6 +22,12 @@ is compared with ``ls`` on the same trunk, batch size, budget and selection metr
     units), transition width (ranks) and sharpness (the paper's q = 4, t = 0.75).
 ``chunk_size``
     Memory-bank block size at inference.
+``search``, ``search_k``
+    Memory-bank search at inference: ``"dense"`` (default; every stored point, in blocks) or
+    ``"faiss"`` (``pip install 'beyondmse[faiss]'``; ``"l2"``/``"l2sq"`` only): exact candidate
+    sets for NCA + SoftStep (the ball of non-zero weights) and DiffKNN (its top K), and for
+    plain NCA the ``search_k`` nearest points with the dropped softmax mass bounded
+    (:mod:`beyondmse.heads.faiss_search`).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ FAMILY = "neighbors"
 PLOTS = "beyondmse.plots.neighbors"
 
 _COMMON = {"similarity": "l2", "l2_scale": 1.0, "learn_scale": False, "rbf_bandwidth": 1.0, "learn_bandwidth": False,
-           "rbf_temperature": 0.1, "learn_temperature": True, "chunk_size": 4096}
+           "rbf_temperature": 0.1, "learn_temperature": True, "chunk_size": 4096, "search": "dense", "search_k": 1024}
 _SOFTSTEP = {"softstep_l0": DEFAULT_INIT[0], "softstep_u0": DEFAULT_INIT[1], "softstep_t": DEFAULT_INIT[2],
              "softstep_lr_scale": 1.0}
 _DKNN = {"k_init": 0.5, "k_lr_scale": 1.0, "rank_strength": 1.0, "q": 4.0, "t": 0.75}
@@ -67,14 +73,15 @@ def _nca(softstep, normalizer=Softmax):
         init = tuple(k.get(f"softstep_{p}", v) for p, v in zip(("l0", "u0", "t"), DEFAULT_INIT))
         return NCA(d, m, similarity=_similarity(k), normalizer=normalizer(), softstep=softstep,
                    softstep_init=init, softstep_lr_scale=float(k.get("softstep_lr_scale", 1.0)),
-                   chunk_size=int(k["chunk_size"]))
+                   chunk_size=int(k["chunk_size"]), search=k["search"], search_k=int(k["search_k"]))
     return make
 
 
 def _dknn(kind):
     def make(d: int, m: int, k: dict[str, Any]):
         return DiffKNN(d, m, similarity=_similarity(k), k=kind, k_init=k["k_init"], k_lr_scale=float(k["k_lr_scale"]),
-                       q=k["q"], t=k["t"], rank_strength=k["rank_strength"], chunk_size=int(k["chunk_size"]))
+                       q=k["q"], t=k["t"], rank_strength=k["rank_strength"], chunk_size=int(k["chunk_size"]),
+                       search=k["search"])
     return make
 
 
