@@ -25,6 +25,11 @@ def bank():
     # queries near stored points, as at inference on held-out rows
     zq = mz[torch.randperm(M, generator=g)[:Q]] + 0.3 * torch.randn(Q, D, generator=g, dtype=torch.float64)
     zq[0] = mz[0] + 0.01  # stored point 0 in a ball: the index faiss's padding points at
+    # a query far from the data whose two nearest points are 0.004 apart: its nearest has
+    # s_top < l0, so l = s_top - eps and the second point sits in SoftStep's transition
+    far, side = torch.zeros(D, dtype=torch.float64), torch.zeros(D, dtype=torch.float64)
+    far[0], side[1] = 12.0, 1.0
+    zq[1], mz[1], mz[2] = far, far + 4.0 * side, far + 4.004 * side
     return mz, my, zq
 
 

@@ -609,16 +609,16 @@ class NCA(_NeighborHead):
         """Yield ``(rows, idx, mask, (lo, hi, top))`` per block of queries: the padded memory
         indices (B, K) of every point that can have a non-zero weight, found by faiss.
 
-        The row statistics are the dense path's (:meth:`_logit_fn`): ``hi`` = self-similarity (0
-        for these similarities) or the nearest point, ``lo`` = the farthest point or the expected
-        farthest of a training-sized subset. A point's weight is non-zero iff
-        ``s = (sim - lo) / range > l``, i.e. ``sim > lo + l range``: a ball whose squared radius,
-        with a margin for faiss's float32 distances, bounds a range search. Queries are sorted
-        by radius and searched in blocks of about 2**22 candidates.
+        The row statistics are the dense path's (:meth:`_logit_fn`): ``hi`` = the
+        self-similarity (0 for these similarities, never below another point's), ``top`` = the
+        nearest point, ``lo`` = the farthest point or the expected farthest of a training-sized
+        subset. A point's weight is non-zero iff ``s = (sim - lo) / range > l``, i.e.
+        ``sim > lo + l range``: a ball. ``l = min(l0, s_top) - eps`` needs the nearest point, but
+        the ball for ``l = l0 - eps`` is right whenever it is not empty and its best point has
+        ``s_top >= l0`` (that point is then the nearest): one range search serves most queries,
+        the others get a nearest-point search and a second, larger ball.
         """
         index, M, dev = self._index(), mz.shape[0], mz.device
-        top = self._candidate_sims(zq, mz, index.nearest(zq, min(8, M))[1].to(dev)).max(1).values
-        hi = torch.maximum(torch.zeros_like(top), top)  # s(q, q) = 0
         subset = self._train_set_size(M)
         if subset >= M:
             lo = self._candidate_sims(zq, mz, index.farthest(zq, min(8, M))[1].to(dev)).min(1).values
@@ -626,22 +626,53 @@ class NCA(_NeighborHead):
             far = self._candidate_sims(zq, mz, index.farthest(zq, _subset_min_candidates(M, subset))[1].to(dev))
             lo = expected_subset_min(far.sort(1).values, M, subset)
         lo = torch.minimum(torch.zeros_like(lo), lo)
+        hi = torch.zeros_like(lo)
         l0, u0, _ = self.softstep(zq)
-        inv_rng, l, _ = _softstep_bounds(lo[:, None], hi[:, None], top[:, None], l0, u0, self.eps, self.min_gap)
-        dist = ((lo[:, None] + l / inv_rng)[:, 0] / -torch.exp(self.similarity.log_scale).to(zq.dtype)).clamp_min(0)
-        r2 = (dist * dist if isinstance(self.similarity, NegL2) else dist).detach().double().cpu()
-        r2 = (r2 * (1 + RADIUS_MARGIN) + 1e-6).numpy()
+        l0, u0 = l0.expand(len(zq), 1), u0.expand(len(zq), 1)
+
+        def lower(rows: Tensor, top: Tensor) -> Tensor:  # Algorithm 2's l for these rows
+            return _softstep_bounds(lo[rows, None], hi[rows, None], top[:, None], l0[rows], u0[rows], self.eps,
+                                    self.min_gap)[1][:, 0]
+
+        def radii(rows: Tensor, l: Tensor) -> np.ndarray:  # squared radius of sim > lo + l range
+            dist = ((lo[rows] + l * (hi[rows] - lo[rows]).clamp_min(_range_floor(lo.dtype)))
+                    / -torch.exp(self.similarity.log_scale).to(zq.dtype)).clamp_min(0)
+            r2 = (dist * dist if isinstance(self.similarity, NegL2) else dist).detach().double().cpu()
+            return (r2 * (1 + RADIUS_MARGIN) + 1e-6).numpy()
+
+        everyone = torch.arange(len(zq), device=dev)
+        guess = lower(everyone, hi)  # top = hi: l = l0 - eps
+        redo = []
+        for b, idx, mask in self._range_blocks(zq, everyone, radii(everyone, guess)):
+            top = self._candidate_sims(zq[b], mz, idx).masked_fill(~mask, -math.inf).max(1).values
+            ok = mask.any(1)
+            ok[ok.clone()] = lower(b[ok], top[ok]) >= guess[b[ok]]
+            if ok.any():
+                yield b[ok], idx[ok], mask[ok], (lo[b[ok]], hi[b[ok]], top[ok])
+            redo.append(b[~ok])
+        rest = torch.cat(redo) if redo else everyone[:0]
+        if len(rest):
+            top = self._candidate_sims(zq[rest], mz, index.nearest(zq[rest], min(8, M))[1].to(dev)).max(1).values
+            top_of = dict(zip(rest.tolist(), top))
+            for b, idx, mask in self._range_blocks(zq, rest, radii(rest, lower(rest, top))):
+                tb = torch.stack([top_of[i] for i in b.tolist()])
+                yield b, idx, mask, (lo[b], hi[b], tb)
+
+    def _range_blocks(self, zq: Tensor, rows: Tensor, r2: np.ndarray):
+        """Range searches for queries ``zq[rows]`` with squared radii ``r2``: yield ``(rows, idx,
+        mask)`` blocks, sorted by radius, of about 2**22 candidates each (sized on the largest balls)."""
+        index, dev = self._index(), zq.device
         order = torch.from_numpy(r2.argsort(kind="stable"))
-        probe = order[-min(16, len(order)):]  # the largest balls: a block size that is safe for all
-        hits = index.within(zq[probe.to(dev)], float(r2[probe.numpy()].max()))[0][-1] / max(1, len(probe))
-        rows = max(1, int((1 << 22) // max(1.0, hits)))
-        for start in range(0, len(order), rows):
-            block = order[start:start + rows]
+        probe = order[-min(16, len(order)):]
+        hits = index.within(zq[rows[probe.to(dev)]], float(r2[probe.numpy()].max()))[0][-1] / max(1, len(probe))
+        step = max(1, int((1 << 22) // max(1.0, hits)))
+        for start in range(0, len(order), step):
+            block = order[start:start + step]
             rb = r2[block.numpy()]
-            lims, d2, hit = index.within(zq[block.to(dev)], float(rb.max()))
+            b = rows[block.to(dev)]
+            lims, d2, hit = index.within(zq[b], float(rb.max()))
             idx, mask = padded_candidates(lims, hit, d2 <= np.repeat(rb, np.diff(lims)))
-            b = block.to(dev)
-            yield b, idx.to(dev), mask.to(dev), (lo[b], hi[b], top[b])
+            yield b, idx.to(dev), mask.to(dev)
 
     def _dense_weights(self, zq: Tensor, mz: Tensor) -> Tensor:
         return self.normalizer(self._logit_fn(zq, mz)(0, mz.shape[0]))
