@@ -622,9 +622,11 @@ class NCA(_NeighborHead):
         subset = self._train_set_size(M)
         if subset >= M:
             lo = self._candidate_sims(zq, mz, index.farthest(zq, min(8, M))[1].to(dev)).min(1).values
-        else:
-            far = self._candidate_sims(zq, mz, index.farthest(zq, _subset_min_candidates(M, subset))[1].to(dev))
-            lo = expected_subset_min(far.sort(1).values, M, subset)
+        else:  # an average over thousands of far points: faiss's float32 distances (1e-7 relative)
+            far_d2 = index.farthest(zq, _subset_min_candidates(M, subset))[0].to(device=dev, dtype=zq.dtype)
+            far = far_d2.clamp_min(0).sqrt() if isinstance(self.similarity, NegL2) else far_d2
+            far = -far * torch.exp(self.similarity.log_scale).to(zq.dtype)
+            lo = expected_subset_min(far, M, subset)  # farthest first: ascending similarities
         lo = torch.minimum(torch.zeros_like(lo), lo)
         hi = torch.zeros_like(lo)
         l0, u0, _ = self.softstep(zq)
