@@ -54,6 +54,34 @@ def test_cli_run_on_user_csv(tmp_path, capsys):
     assert np.isfinite(json.loads((tmp_path / "two.json").read_text())["metrics"]["mae"])
 
 
+def test_cli_run_and_bench_on_a_text_csv(tmp_path, capsys):
+    """--text turns CSV text columns into features in run and in an ad-hoc bench suite alike;
+    the runs see the text (a target that only the words carry is learned)."""
+    import numpy as np
+
+    from beyondmse.bench import ResultStore
+
+    rng = np.random.default_rng(0)
+    words = ["oil", "canvas", "bronze", "print", "ink", "gold"]
+    rows = ["title,medium,year"]
+    for i in range(300):  # every title is unique: read as a category, it carries nothing
+        title = " ".join(rng.choice(words, 3))
+        rows.append(f"{title} lot{i},{rng.choice(words)},{1900 + 40 * title.count('gold') + rng.integers(0, 5)}")
+    path = tmp_path / "art.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert main(["run", "--dataset", str(path), "--target", "year", "--text", "title,medium", "--method", "ls",
+                 "--epochs", "30", "-q", "--json", str(tmp_path / "run.json")]) == 0
+    assert json.loads((tmp_path / "run.json").read_text())["metrics"]["r2"] > 0.5
+    store = tmp_path / "b.sqlite"
+    assert main(["bench", "--datasets", str(path), "--target", "year", "--text", "title,medium", "--methods",
+                 "ls,sk-ridge", "--seeds", "1", "--epochs", "30", "-q", "--no-diagnostics", "--store", str(store)]) == 0
+    rows = ResultStore(store).rows()
+    assert sorted(r["method"] for r in rows) == ["ls", "sk-ridge"]
+    assert all(r["metrics"]["r2"] > 0.5 for r in rows)
+    assert main(["bench", "--suite", "quick", "--text", "title", "--store", str(store)]) == 2
+    assert "apply to ad-hoc suites" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["run", "--dataset", "nope", "--method", "ls"], "unknown dataset 'nope'"),
     (["run", "--dataset", "wine_quality", "--method", "nope"], "unknown method 'nope'"),

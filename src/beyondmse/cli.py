@@ -137,18 +137,20 @@ def _suite_from_args(args):
 
     seeds = args.seeds
     if args.suite:
-        if args.param:
-            raise ValueError("--param applies to ad-hoc suites (--datasets/--methods); put it in a suite file")
+        if args.param or args.target or args.text:
+            raise ValueError("--param, --target and --text apply to ad-hoc suites (--datasets/--methods); "
+                             "put them in a suite file")
         suite = get_suite(args.suite, seeds=seeds, epochs=args.epochs)
         if args.datasets or args.methods:  # with --suite they pick some of its runs
             suite = suite.subset(datasets=_csv(args.datasets) or None, methods=_csv(args.methods) or None)
     elif args.datasets and args.methods:
         datasets = _csv(args.datasets)
-        if args.target:  # the user's own files: load them here with their target column
+        if args.target or args.text:  # the user's own files: load them here with their target (and text) columns
             from .data import DATASETS, load_dataset
 
-            target = args.target.split(",") if "," in args.target else args.target
-            datasets = [d if d in DATASETS else load_dataset(d, target=target) for d in datasets]
+            target = args.target.split(",") if args.target and "," in args.target else args.target
+            extra = {"text": _csv(args.text)} if args.text else {}
+            datasets = [d if d in DATASETS else load_dataset(d, target=target, **extra) for d in datasets]
         suite = adhoc_suite(datasets, _csv(args.methods), seeds=seeds if seeds is not None else 3,
                             epochs=args.epochs, params=_parse_params(args.param), protocol=args.protocol,
                             baseline=args.baseline)
@@ -284,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with --suite: only these of its methods)")
     b.add_argument("--target", default=None,
                    help="target column of the CSV/Parquet/npz files named in --datasets ('a,b': 2-D target)")
+    b.add_argument("--text", default=None,
+                   help="text column(s) of the CSV files named in --datasets, 'a,b' joined: TF-IDF -> SVD features "
+                        "fitted on the training split (as run --text)")
     b.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the suite's; 3 ad hoc)")
     b.add_argument("--epochs", type=int, default=None, help="epoch cap (default: the suite's)")
     b.add_argument("--param", action="append", help="key=value for every torch method of an ad-hoc suite")
