@@ -221,6 +221,8 @@ def test_neighbor_distribution_on_a_coarse_grid_keeps_the_mean_and_bounded_atoms
     smooth = head.predict_distribution(zq, n_atoms=16, bandwidth=0.05)
     assert smooth.kernel == "gaussian"
     torch.testing.assert_close(smooth.mean, d.mean)
+    auto = head.predict_distribution(zq, n_atoms=16, bandwidth="auto")  # no discrete column: point masses
+    torch.testing.assert_close(auto.quantile([0.1, 0.9]), d.quantile([0.1, 0.9]), atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("make", [lambda: NCA(4, softstep="global"), lambda: DiffKNN(4)], ids=["nca", "dknn"])
@@ -242,6 +244,56 @@ def test_target_grid_splits_each_target_between_its_two_atoms():
     torch.testing.assert_close(codes.sum(1), torch.ones(5, dtype=torch.float64))
     torch.testing.assert_close(codes @ grid.locs[0], y[:, 0].double())  # the mean is kept
     assert codes[1].tolist() == pytest.approx([1 - 0.1 / 0.35, 0.1 / 0.35, 0.0])
+
+
+def test_auto_bandwidth_smooths_discrete_target_dimensions_only():
+    g = torch.Generator().manual_seed(0)
+    levels = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64)  # gaps 0.25, 0.25, 0.5
+    y = torch.stack([levels[torch.randint(0, 4, (200,), generator=g)],
+                     torch.rand(200, generator=g, dtype=torch.float64)], 1)  # discrete, continuous
+    y[:4, 0] = levels  # every level present
+    grid = TargetGrid(y, n_atoms=16)  # 4 distinct <= 16 (exact); 200 distinct > 16 (quantile atoms)
+    assert grid.discrete_gap.tolist() == pytest.approx([0.25, 0.0])
+    w = torch.zeros(1, 2, 16, dtype=torch.float64)
+    w[0, 0, 2] = 1.0  # all mass on the level 0.5
+    w[0, 1, 5] = 1.0  # all mass on one quantile atom
+    mix = grid.mixture(w, "auto")
+    a = grid.locs[1, 5].item()
+    cdf = mix.cdf(torch.tensor([[0.5 + 0.125, a]], dtype=torch.float64))[0]
+    # N(0.5, 0.125^2) at one standard deviation above; a point mass at a: F(a) = 1
+    assert cdf.tolist() == pytest.approx([0.5 * math.erfc(-1 / math.sqrt(2)), 1.0], abs=1e-9)
+    assert grid.mixture(w, None).cdf(torch.tensor([[0.6, a]], dtype=torch.float64))[0].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="auto"):
+        grid.mixture(w, "silverman")
+
+
+def _binomial_forecasts(rng, n: int, trials: int = 4):
+    """Targets k / trials with k ~ Binomial(trials, p), p ~ U(0.05, 0.95), and the true pmf of
+    each as its forecast weights (a calibrated discrete forecast), shapes (n, 1, trials + 1), (n,)."""
+    p = rng.uniform(0.05, 0.95, n)
+    k = rng.binomial(trials, p)
+    j = np.arange(trials + 1)
+    pmf = np.array([math.comb(trials, i) for i in j])[None] * p[:, None] ** j * (1 - p[:, None]) ** (trials - j)
+    return torch.as_tensor(pmf)[:, None, :], k / trials
+
+
+def test_cqr_reaches_nominal_coverage_on_a_discrete_target_with_auto_bandwidth():
+    """Point-mass quantiles of a discrete target tie the CQR scores at 0, so calibration cannot
+    pull the 90% interval in (coverage ~0.98); with bandwidth='auto' it lands on 0.90."""
+    from beyondmse.conformal import CQR
+
+    grid = TargetGrid(torch.arange(5, dtype=torch.float64)[:, None] / 4, n_atoms=5)
+    coverage = {None: [], "auto": []}
+    for draw in range(8):
+        rng = np.random.default_rng(draw)
+        (w_cal, y_cal), (w_test, y_test) = _binomial_forecasts(rng, 1000), _binomial_forecasts(rng, 4000)
+        for bandwidth, got in coverage.items():
+            q_cal = grid.mixture(w_cal, bandwidth).quantile([0.05, 0.95])[:, 0].numpy()
+            q_test = grid.mixture(w_test, bandwidth).quantile([0.05, 0.95])[:, 0].numpy()
+            lo, hi = CQR.fit(q_cal[:, 0], q_cal[:, 1], y_cal, 0.1).apply(q_test[:, 0], q_test[:, 1])
+            got.append(((y_test >= lo) & (y_test <= hi)).mean())
+    assert np.mean(coverage[None]) > 0.95  # ties: over-coverage left in place
+    assert abs(np.mean(coverage["auto"]) - 0.90) < 0.015  # sd of the mean over 8 draws ~0.004
 
 
 @pytest.mark.parametrize("head", [Linear(4), MultiTarget(4)], ids=["linear", "mt"])

@@ -463,6 +463,10 @@ class TargetGrid:
     lower : Tensor (M, m), int64
     frac : Tensor (M, m)
         Target ``j`` puts weight ``1 - frac`` on atom ``lower`` and ``frac`` on ``lower + 1``.
+    discrete_gap : Tensor (m,)
+        For a dimension with at most G distinct targets (an exact grid: a discrete target such as
+        a rating or a count), the smallest gap between two of them; 0 for the other dimensions
+        (quantile atoms) and for a single distinct value.
     """
 
     def __init__(self, y: Tensor, n_atoms: int = 128):
@@ -476,9 +480,12 @@ class TargetGrid:
         locs = torch.empty(m, G, dtype=torch.float64, device=y.device)
         lower = torch.empty(M, m, dtype=torch.int64, device=y.device)
         frac = torch.empty(M, m, dtype=torch.float64, device=y.device)
+        gaps = torch.zeros(m, dtype=torch.float64, device=y.device)
         for d in range(m):
             col = y64[:, d]
             grid = torch.unique(col)
+            if 1 < grid.numel() <= G:
+                gaps[d] = grid.diff().min()
             if grid.numel() > G:
                 qs = torch.linspace(0.0, 1.0, G, dtype=torch.float64, device=y.device)
                 grid = torch.unique(col.sort().values[(qs * (M - 1)).round().long()])  # includes min, max
@@ -492,7 +499,7 @@ class TargetGrid:
             locs[d, :g] = grid
             locs[d, g:] = grid[-1]
             lower[:, d], frac[:, d] = low, f
-        self.locs, self.lower, self.frac = locs, lower, frac
+        self.locs, self.lower, self.frac, self.discrete_gap = locs, lower, frac, gaps
         self._codes: dict[torch.dtype, Tensor] = {}
 
     @property
@@ -530,12 +537,26 @@ class TargetGrid:
             out[:, d].scatter_add_(1, (low + 1).clamp_max(G - 1), p64 * f)
         return out
 
-    def mixture(self, grid_weights: Tensor, bandwidth: float | None = None) -> Mixture:
+    def mixture(self, grid_weights: Tensor, bandwidth: float | str | None = None) -> Mixture:
         """The :class:`Mixture` of grid weights (Q, m, G): atoms, or Gaussian kernels of standard
-        deviation ``bandwidth`` (in target units) around them."""
+        deviation ``bandwidth`` (in target units) around them.
+
+        ``bandwidth="auto"`` smooths discrete targets only: a Gaussian of standard deviation half
+        the smallest gap (:attr:`discrete_gap`) on each dimension with at most G distinct targets,
+        point masses on the others. Why: on a discrete target the point-mass quantiles land on
+        the target values themselves, so many conformity scores
+        :math:`\\max(\\hat q_{lo} - y, y - \\hat q_{hi})` tie at 0 and CQR cannot move the interval
+        (on wine quality, 7 levels, 31% of the calibration scores were exactly 0: coverage 0.965
+        at nominal 0.90 before and after calibration). The kernel makes the quantiles continuous
+        and the scores distinct, and CQR then reaches the nominal level.
+        """
         w = grid_weights.to(torch.float64).clamp_min(0.0)
         if bandwidth is None:
             return Mixture(w, self.locs[None], "point")
+        if isinstance(bandwidth, str):
+            if bandwidth != "auto":
+                raise ValueError(f"bandwidth must be a float >= 0, 'auto' or None, got {bandwidth!r}")
+            return Mixture(w, self.locs[None], "gaussian", (0.5 * self.discrete_gap)[None, :, None])
         if not bandwidth >= 0:
             raise ValueError(f"bandwidth must be >= 0 or None, got {bandwidth}")
         return Mixture(w, self.locs[None], "gaussian", float(bandwidth))
