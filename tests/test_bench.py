@@ -163,7 +163,8 @@ def _interrupt_and_resume(tmp_path, suite):
     box = {}
     driver = threading.Thread(target=lambda: box.update(res=run_suite(
         suite, store, jobs=2, threads=1, progress=False, diagnostics=False, max_restarts=0,
-        start_method="fork")))  # fork: no re-import in the workers; the default forkserver is in the slow tests
+        start_method="fork")), daemon=True)  # fork: no re-import in the workers (forkserver: slow tests);
+    # daemon: a failed assertion below must not leave pytest waiting for the suite at exit
     driver.start()
     try:
         assert wait_for(lambda: store.count("finished") >= 1, 300)  # slow under load; quick on a quiet machine
