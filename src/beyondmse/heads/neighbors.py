@@ -651,8 +651,9 @@ class NCA(_NeighborHead):
         redo = []
         for b, idx, mask in self._range_blocks(zq, everyone, radii(everyone, guess)):
             top = self._candidate_sims(zq[b], mz, idx).masked_fill(~mask, -math.inf).max(1).values
-            ok = mask.any(1)
-            ok[ok.clone()] = lower(b[ok], top[ok]) >= guess[b[ok]]
+            found = mask.any(1)
+            ok = found.clone()  # the guess was right iff the best point found gives l = l0 - eps
+            ok[found] = lower(b[found], top[found]) >= guess[b[found]]
             if ok.any():
                 yield b[ok], idx[ok], mask[ok], (lo[b[ok]], hi[b[ok]], top[ok])
             redo.append(b[~ok])
