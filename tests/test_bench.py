@@ -434,6 +434,18 @@ def test_tune_message_without_optuna(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- CLI
+def test_report_lists_runs_with_and_without_a_git_revision(tmp_path, monkeypatch):
+    import beyondmse.bench.store as store_module
+
+    store = ResultStore(tmp_path / "r.sqlite")
+    for seed, rev in enumerate(("abc123", None)):  # a run from a checkout, one from an installed copy
+        env = {**store_module.environment(), "git_revision": rev}
+        monkeypatch.setattr(store_module, "environment", lambda env=env: env)
+        put(store, "toy", "ls", seed, 0.3)
+    md = write_report(store, tmp_path / "rep", family=False)["report"].read_text()
+    assert "/ abc123" in md and "/ no git revision" in md
+
+
 def test_cli_bench_then_report(tmp_path, capsys):
     from beyondmse.cli import main
 

@@ -465,7 +465,8 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
         baseline_missing = False
 
     lines = [f"# {title or 'beyondmse benchmark report'}", ""]
-    envs = sorted({(r.get("library_version"), r.get("git_revision")) for r in records + failed})
+    envs = sorted({(r.get("library_version"), r.get("git_revision")) for r in records + failed},
+                  key=lambda e: (e[0] or "", e[1] or ""))  # a run from outside a git checkout has None
     lines += [f"- store: `{store.path}` ({len(records)} finished run(s), {len(failed)} failed)",
               f"- suite: {suite.name + ' -- ' + suite.summary if suite else 'all runs in the store'}",
               f"- baseline: `{baseline}`" + (" (not in the store: no normalized errors or tests)" if baseline_missing else ""),
