@@ -202,12 +202,15 @@ def test_neighbor_distribution_matches_the_dense_inference_weights(make):
     y = torch.randint(0, 6, (200, 1)).float() / 5  # 6 distinct targets: the grid is exact
     head = _trained_neighbor_memory(make(), y)
     zq = torch.randn(30, 4)
-    d = head.predict_distribution(zq)
+    d = head.predict_distribution(zq, bandwidth=None)  # point masses: the weighted neighbor targets themselves
     W = head.inference_weights(zq).double()  # (30, 200), the oracle
     for v in (0.0, 0.4, 0.5, 1.0):
         oracle = (W * (y[:, 0] <= v).double()).sum(1)
         torch.testing.assert_close(d.cdf(torch.full((30, 1), v))[:, 0], oracle, atol=1e-6, rtol=0)
     torch.testing.assert_close(d.mean.float(), head(zq), atol=1e-6, rtol=0)
+    smooth = head.predict_distribution(zq)  # the default on a discrete target: a Gaussian of half the gap
+    assert smooth.kernel == "gaussian" and bool(((smooth.scale - 0.1).abs() < 1e-6).all())
+    torch.testing.assert_close(smooth.mean, d.mean)
 
 
 def test_neighbor_distribution_on_a_coarse_grid_keeps_the_mean_and_bounded_atoms():

@@ -406,7 +406,7 @@ class _NeighborHead(Head):
 
     # -- predictive distribution (issue 19) ------------------------------------------------
     @torch.no_grad()
-    def predict_distribution(self, z: Tensor, *, n_atoms: int = 128, bandwidth: float | str | None = None) -> Mixture:
+    def predict_distribution(self, z: Tensor, *, n_atoms: int = 128, bandwidth: float | str | None = "auto") -> Mixture:
         """The weighted distribution of the neighbors' targets, :math:`\\sum_j p_{ij}\\, \\delta_{y_j}`,
         for query embeddings ``z`` (Q, d), with the inference weights of :meth:`forward`.
 
@@ -426,12 +426,14 @@ class _NeighborHead(Head):
         z : Tensor, shape (Q, d)
         n_atoms : int, default 128
             G, the grid size per target dimension.
-        bandwidth : float, "auto" or None, default None
+        bandwidth : float, "auto" or None, default "auto"
             None: point masses on the grid. A float: a Gaussian kernel of that standard
-            deviation (target units) around every atom (kernel smoothing). ``"auto"``: a
-            Gaussian of half the smallest gap between targets on discrete target dimensions
-            (at most ``n_atoms`` distinct values), point masses on the others; it lets CQR reach
-            its nominal coverage where tied scores stop it (:meth:`TargetGrid.mixture
+            deviation (target units) around every atom (kernel smoothing). ``"auto"`` (the
+            default): a Gaussian of half the smallest gap between targets on discrete target
+            dimensions (at most ``n_atoms`` distinct values), point masses on the others; it lets
+            CQR reach its nominal coverage where tied scores stop it (with point masses, 6-45% of
+            the calibration scores are exactly 0 on the shared discrete-target tables and the
+            intervals over-cover at 0.94-0.98) (:meth:`TargetGrid.mixture
             <beyondmse.distributions.TargetGrid.mixture>`).
 
         Returns
