@@ -146,3 +146,17 @@ def test_uncertainty_suite_and_report_section(tmp_path):
     assert "| `hl-gauss` | 2 |" in text and "narrower than `sk-mapie-hgb` (0.3000): `hl-gauss` (0.2000)" in text
     assert figures and figures[0].exists()
     assert report_section([{"dataset": "a", "method": "ls", "metrics": {"mae": 1.0}}], tmp_path) == ([], [])
+
+
+def test_the_report_says_over_coverage_apart_from_nominal():
+    from beyondmse.plots.uncertainty import _sentences
+
+    def row(method, cov, width):
+        return {"dataset": "d", "method": method, "cov90_cqr_mean": cov, "width90_cqr_mean": width}
+
+    rows = [row("hl-gauss", 0.905, 0.2), row("nca", 0.968, 0.4), row("soft-bin", 0.86, 0.1),
+            row("sk-mapie-hgb", 0.90, 0.3)]
+    coverage, width = _sentences(rows, "d")
+    assert coverage == ("- calibrated 90% coverage within 1 point of nominal: `hl-gauss`; above: `nca` (0.968); "
+                        "below: `soft-bin` (0.860)")
+    assert "`hl-gauss` (0.2000), `soft-bin` (0.1000)" in width and "nca" not in width
