@@ -45,3 +45,14 @@ def test_learnable_l2_scale():
     assert sim.log_scale.grad is not None
     with pytest.raises(ValueError, match="scale"):
         NegSquaredL2(scale=0.0)
+
+
+@pytest.mark.parametrize("make", [lambda: NegL2(scale=2.5), lambda: NegSquaredL2(scale=0.4)], ids=["l2", "l2sq"])
+def test_distance_similarities_from_and_back_to_squared_distances(make):
+    sim = make().double()
+    a, b = torch.randn(5, 3, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64)
+    d2 = ((a[:, None] - b[None]) ** 2).sum(-1)  # by definition, not through the module's helpers
+    s = sim.of_squared_distances(d2)
+    torch.testing.assert_close(s, sim(a, b), atol=1e-10, rtol=0)
+    torch.testing.assert_close(sim.squared_distance_within(s), d2, atol=1e-10, rtol=0)
+    assert float(sim.squared_distance_within(torch.tensor(0.5, dtype=torch.float64))) == 0.0

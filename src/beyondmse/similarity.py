@@ -67,6 +67,15 @@ class NegL2(Similarity):
         d = pairwise_distances(a) if b is a else pairwise_distances(a, b)
         return -d * torch.exp(self.log_scale).to(a.dtype)
 
+    def of_squared_distances(self, d2: Tensor) -> Tensor:
+        """The similarity of points at squared distances ``d2`` (any shape; a search index's output)."""
+        return -d2.clamp_min(0).sqrt() * torch.exp(self.log_scale).to(d2.dtype)
+
+    def squared_distance_within(self, sim: Tensor) -> Tensor:
+        """The squared distance below which the similarity exceeds ``sim`` (the inverse map; 0 for ``sim >= 0``)."""
+        d = (-sim / torch.exp(self.log_scale).to(sim.dtype)).clamp_min(0)
+        return d * d
+
 
 class NegSquaredL2(Similarity):
     r"""Negative squared Euclidean distance, :math:`s(a, b) = -\gamma \|a - b\|_2^2` (classical
@@ -88,7 +97,15 @@ class NegSquaredL2(Similarity):
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         # exp(0) == 1 exactly, so the default scale returns -d2 unchanged (no host sync needed)
-        return -squared_distances(a, b) * torch.exp(self.log_scale).to(a.dtype)
+        return self.of_squared_distances(squared_distances(a, b))
+
+    def of_squared_distances(self, d2: Tensor) -> Tensor:
+        """The similarity of points at squared distances ``d2`` (any shape; a search index's output)."""
+        return -d2 * torch.exp(self.log_scale).to(d2.dtype)
+
+    def squared_distance_within(self, sim: Tensor) -> Tensor:
+        """The squared distance below which the similarity exceeds ``sim`` (the inverse map; 0 for ``sim >= 0``)."""
+        return (-sim / torch.exp(self.log_scale).to(sim.dtype)).clamp_min(0)
 
 
 class Cosine(Similarity):

@@ -289,8 +289,8 @@ def _run_pool(todo, store, name, jobs, threads, diagnostics, max_restarts, start
                     handle(spec, outcome)
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
-            for p in list(getattr(pool, "_processes", {}).values()):
-                p.kill()
+            for proc in workers:
+                proc.kill()
             raise
         finally:
             survivors = workers if broken else []

@@ -208,7 +208,7 @@ class _NeighborHead(Head):
         if search not in SEARCHES:
             raise ValueError(f"unknown search {search!r}; expected one of {SEARCHES}")
         if search == "faiss":
-            if type(self.similarity) not in (NegL2, NegSquaredL2):
+            if not isinstance(self.similarity, (NegL2, NegSquaredL2)):
                 raise ValueError("search='faiss' needs the 'l2' or 'l2sq' similarity (a distance faiss indexes), "
                                  f"got {type(self.similarity).__name__}")
             if not faiss_available():
@@ -296,9 +296,7 @@ class _NeighborHead(Head):
         for i in range(0, zq.shape[0], rows):
             diff = zq[i:i + rows, None, :] - mz[idx[i:i + rows]]
             parts.append((diff * diff).sum(-1))
-        d2 = torch.cat(parts) if parts else zq.new_zeros(0, K)
-        dist = d2.clamp_min(0).sqrt() if isinstance(self.similarity, NegL2) else d2
-        return -dist * torch.exp(self.similarity.log_scale).to(zq.dtype)
+        return self.similarity.of_squared_distances(torch.cat(parts) if parts else zq.new_zeros(0, K))
 
     def forward(self, z: Tensor) -> Tensor:
         """Predict ``(Q, m)`` for query embeddings ``z`` (Q, d) from the memory bank (inference path)."""
@@ -630,9 +628,7 @@ class NCA(_NeighborHead):
             lo = self._candidate_sims(zq, mz, index.farthest(zq, min(8, M))[1].to(dev)).min(1).values
         else:  # an average over thousands of far points: faiss's float32 distances (1e-7 relative)
             far_d2 = index.farthest(zq, _subset_min_candidates(M, subset))[0].to(device=dev, dtype=zq.dtype)
-            far = far_d2.clamp_min(0).sqrt() if isinstance(self.similarity, NegL2) else far_d2
-            far = -far * torch.exp(self.similarity.log_scale).to(zq.dtype)
-            lo = expected_subset_min(far, M, subset)  # farthest first: ascending similarities
+            lo = expected_subset_min(self.similarity.of_squared_distances(far_d2), M, subset)  # ascending
         lo = torch.minimum(torch.zeros_like(lo), lo)
         hi = torch.zeros_like(lo)
         l0, u0, _ = self.softstep(zq)
@@ -643,9 +639,8 @@ class NCA(_NeighborHead):
                                     self.min_gap)[1][:, 0]
 
         def radii(rows: Tensor, l: Tensor) -> np.ndarray:  # squared radius of sim > lo + l range
-            dist = ((lo[rows] + l * (hi[rows] - lo[rows]).clamp_min(_range_floor(lo.dtype)))
-                    / -torch.exp(self.similarity.log_scale).to(zq.dtype)).clamp_min(0)
-            r2 = (dist * dist if isinstance(self.similarity, NegL2) else dist).detach().double().cpu()
+            threshold = lo[rows] + l * (hi[rows] - lo[rows]).clamp_min(_range_floor(lo.dtype))
+            r2 = self.similarity.squared_distance_within(threshold).detach().double().cpu()
             return (r2 * (1 + RADIUS_MARGIN) + 1e-6).numpy()
 
         everyone = torch.arange(len(zq), device=dev)
