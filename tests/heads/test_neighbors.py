@@ -158,24 +158,35 @@ def test_training_and_inference_agree_on_the_same_neighbor_set(name):
     torch.testing.assert_close(torch.cat(infer), train_pred, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["global", "instance"])
-def test_dknn_default_soft_ranks_stay_close_to_inference(kind):
-    # at the default soft-rank strength the training-mode prediction is a smoothed version of
-    # the hard-rank one used at inference; on [0, 1] targets they stay within a few hundredths
-    head = DiffKNN(3, k=kind).double()
-    randomize_(head, 2, scale=0.4)
+def dknn_same_set_gap(kind, rank_strength, n=256, d=4):
+    """Largest |training-mode - inference| prediction of a fixed DiffKNN when each query's
+    memory bank is the rest of its own batch of ``n`` (the same neighbor set in both modes)."""
+    head = DiffKNN(d, k=kind, k_init=0.2, rank_strength=rank_strength).double()
     g = torch.Generator().manual_seed(6)
-    z = torch.randn(32, 3, generator=g, dtype=torch.float64)
-    y = torch.rand(32, 1, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        if kind == "instance":  # a non-zero instance layer: every query has its own k
+            head.k_fraction.linear.weight.copy_(0.3 * torch.randn(1, d, generator=g, dtype=torch.float64) / d ** 0.5)
+    z = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.rand(n, 1, generator=g, dtype=torch.float64)
     head.loss(z, y)
     with torch.no_grad():
         train_pred = head.neighbor_weights(z) @ y
         infer = []
-        for i in range(32):
+        for i in range(n):
             head.fit_memory(torch.cat([z[:i], z[i + 1:]]), torch.cat([y[:i], y[i + 1:]]))
             infer.append(head(z[i:i + 1]))
-    diff = (torch.cat(infer) - train_pred).abs().max().item()
-    assert diff < 0.05, diff
+    return (torch.cat(infer) - train_pred).abs().max().item()
+
+
+@pytest.mark.parametrize("kind", ["global", "instance"])
+def test_dknn_training_and_inference_agree_at_the_default_rank_strength(kind):
+    # inference ranks are hard ranks; at the default soft-rank strength (0.1 average gaps) the
+    # training-mode prediction on the same neighbor set is within a few thousandths of it on
+    # [0, 1] targets. At the paper's strength of one gap the soft ranks pool the middle of the
+    # row and the two differ by about 0.3 (the behaviour before issue 14's fix): checked here
+    # so that this fixture keeps telling the two apart.
+    assert dknn_same_set_gap(kind, DiffKNN(4).rank_strength) < 0.01
+    assert dknn_same_set_gap(kind, 1.0) > 0.1
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -196,6 +207,34 @@ def test_chunked_inference_equals_dense_weights(name):
     torch.testing.assert_close(chunked, full)
     torch.testing.assert_close(p.sum(1), torch.ones(11, dtype=torch.float64))
     torch.testing.assert_close(full, p @ my)
+
+
+def dknn_kept_fractions(kind, rank_strength, n=256, d=4, scale=10):
+    """kept_frac_train / kept_frac_infer of a fixed DiffKNN (k = 0.2 n) trained on batches of
+    ``n``, with a memory ``scale`` times the neighbor set from the same distribution."""
+    head = DiffKNN(d, k=kind, k_init=0.2, rank_strength=rank_strength).double()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        if kind == "instance":
+            head.k_fraction.linear.weight.copy_(0.3 * torch.randn(1, d, generator=g, dtype=torch.float64) / d ** 0.5)
+    z = torch.randn(scale * (n - 1) + 64, d, generator=g, dtype=torch.float64)
+    y = torch.rand(len(z), 1, generator=g, dtype=torch.float64)
+    head.loss(z[:n], y[:n])
+    head.fit_memory(z[64:], y[64:])
+    d = head.diagnostics(z[:64], batches=4)
+    return d["kept_frac_train"], d["kept_frac_infer"]
+
+
+@pytest.mark.parametrize("kind", ["global", "instance"])
+def test_dknn_keeps_the_same_fraction_at_the_training_batch_size(kind):
+    # batches of 256 (the shared default): at the default strength the soft ranks count like
+    # the hard ranks of inference, so k + q of n neighbors are kept in both modes; at the paper's
+    # one gap training kept about a quarter of what inference keeps (the old behaviour)
+    train, infer = dknn_kept_fractions(kind, DiffKNN(4).rank_strength)
+    assert 1 / 1.5 < infer / train < 1.5, (train, infer)
+    assert 0.15 < train < 0.3, train  # k + q = 0.2 n + 4 of n = 255: about 0.22
+    old_train, old_infer = dknn_kept_fractions(kind, 1.0)
+    assert old_infer / old_train > 1.5, (old_train, old_infer)
 
 
 @pytest.mark.parametrize("name", ["nca-softstep-g", "nca-softstep-i", "dknn-g", "dknn-i"])

@@ -22,7 +22,8 @@ def test_report_figures_from_run_records(tmp_path):
 
     head = {"kept_frac_train": 0.3, "kept_frac_infer": 0.35, "softstep_l0": 0.6, "softstep_u0": 0.4, "softstep_t": 0.5}
     records = [{"dataset": "d", "method": "nca-softstep-g", "head": head},
-               {"dataset": "d", "method": "dknn-softstep-g", "head": {"kept_frac_train": 0.2, "kept_frac_infer": 0.2}},
+               {"dataset": "d", "method": "dknn-softstep-g",
+                "head": {"kept_frac_train": 0.2, "kept_frac_infer": 0.2, "k_frac": 0.15}},
                {"dataset": "d", "method": "ls", "head": None}]
     paths = report_figures(records, tmp_path)
     assert sorted(p.name for p in paths) == ["neighbors_kept_fraction.png", "softstep_curves.png"]

@@ -89,15 +89,17 @@ def plot_surfaces(path: str | Path, rows: Sequence[tuple[str, Mapping[str, np.nd
     return _save(plt, fig, path, dpi=110)
 
 
-def plot_kept_fractions(path: str | Path, rows: Sequence[tuple[str, float, float]],
+def plot_kept_fractions(path: str | Path, rows: Sequence[tuple],
                         title: str = "fraction of neighbors kept") -> Path:
     """Bars of the fraction of the neighbor set each head keeps in training and at inference.
 
     Parameters
     ----------
     path : str or Path
-    rows : sequence of (label, kept in training, kept at inference)
-        Fractions in [0, 1] (``kept_frac_train`` / ``kept_frac_infer`` of a run record's ``head``).
+    rows : sequence of (label, kept in training, kept at inference[, learned k fraction])
+        Fractions in [0, 1] (``kept_frac_train`` / ``kept_frac_infer`` of a run record's
+        ``head``); the optional fourth value (DiffKNN's learned ``k_frac``, or None) is drawn
+        as a black tick across the pair of bars.
     """
     if not rows:
         raise ValueError("no kept fractions to plot")
@@ -106,6 +108,10 @@ def plot_kept_fractions(path: str | Path, rows: Sequence[tuple[str, float, float
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.5))
     ax.bar(x - 0.2, [r[1] for r in rows], 0.4, label="training (batch)")
     ax.bar(x + 0.2, [r[2] for r in rows], 0.4, label="inference (memory bank)")
+    ticks = [(i, r[3]) for i, r in enumerate(rows) if len(r) > 3 and r[3] is not None and np.isfinite(r[3])]
+    if ticks:
+        ax.scatter([i for i, _ in ticks], [v for _, v in ticks], marker="_", s=400, color="black",
+                   label="learned k / n (DiffKNN)", zorder=3)
     ax.set_xticks(x)
     ax.set_xticklabels([r[0] for r in rows], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("fraction kept")
@@ -130,24 +136,28 @@ def _mean(values: list[float]) -> float:
 
 
 def report_figures(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
-    """The report's hook: kept fractions (training vs inference) per dataset and method, and the
-    learned SoftStep maps (mean over seeds of each method's learned ``(l0, u0, t)``), from the
-    ``head`` entry of the run records (:meth:`beyondmse.heads.NCA.fit_summary`)."""
+    """The report's hook: kept fractions (training vs inference, with DiffKNN's learned k / n)
+    per dataset and method, and the learned SoftStep maps (mean over seeds of each method's
+    learned ``(l0, u0, t)``), from the ``head`` entry of the run records
+    (:meth:`beyondmse.heads.NCA.fit_summary`)."""
     out_dir = Path(out_dir)
     paths: list[Path] = []
-    kept: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    kept: dict[tuple[str, str], tuple[list[float], list[float], list[float]]] = {}
     learned: dict[str, list[tuple[float, float, float]]] = {}
     for r in records:
         head = r.get("head") or {}
         if "kept_frac_train" in head and "kept_frac_infer" in head:
-            tr, inf = kept.setdefault((r["dataset"], r["method"]), ([], []))
+            tr, inf, kf = kept.setdefault((r["dataset"], r["method"]), ([], [], []))
             tr.append(float(head["kept_frac_train"]))
             inf.append(float(head["kept_frac_infer"]))
+            if "k_frac" in head:
+                kf.append(float(head["k_frac"]))
         if "softstep_l0" in head:
             learned.setdefault(r["method"], []).append(
                 (head["softstep_l0"], head["softstep_u0"], head["softstep_t"]))
     if kept:
-        rows = [(f"{d}\n{m}", _mean(tr), _mean(inf)) for (d, m), (tr, inf) in sorted(kept.items())]
+        rows = [(f"{d}\n{m}", _mean(tr), _mean(inf), _mean(kf) if kf else None)
+                for (d, m), (tr, inf, kf) in sorted(kept.items())]
         paths.append(plot_kept_fractions(out_dir / "neighbors_kept_fraction.png", rows,
                                          "neighbors kept: training batch vs memory bank (mean over seeds)"))
     if learned:

@@ -18,8 +18,10 @@ is compared with ``ls`` on the same trunk, batch size, budget and selection metr
 ``softstep_lr_scale``, ``k_lr_scale``
     Learning-rate multipliers of the SoftStep parameters and of DiffKNN's k.
 ``k_init``, ``rank_strength``, ``q``, ``t``
-    DiffKNN: initial kept fraction (0.5, ``sigmoid(0)``), soft-rank strength (average-gap
-    units), transition width (ranks) and sharpness (the paper's q = 4, t = 0.75).
+    DiffKNN: initial kept fraction (0.5, ``sigmoid(0)``), soft-rank strength (0.1 average
+    gaps: near the hard ranks inference uses, so the kept fractions agree; see
+    :class:`~beyondmse.heads.DiffKNN`), transition width (ranks) and sharpness (the paper's
+    q = 4, t = 0.75).
 ``chunk_size``
     Memory-bank block size at inference.
 ``search``, ``search_k``
@@ -47,7 +49,7 @@ _COMMON = {"similarity": "l2", "l2_scale": 1.0, "learn_scale": False, "rbf_bandw
            "rbf_temperature": 0.1, "learn_temperature": True, "chunk_size": 4096, "search": "dense", "search_k": 1024}
 _SOFTSTEP = {"softstep_l0": DEFAULT_INIT[0], "softstep_u0": DEFAULT_INIT[1], "softstep_t": DEFAULT_INIT[2],
              "softstep_lr_scale": 1.0}
-_DKNN = {"k_init": 0.5, "k_lr_scale": 1.0, "rank_strength": 1.0, "q": 4.0, "t": 0.75}
+_DKNN = {"k_init": 0.5, "k_lr_scale": 1.0, "rank_strength": 0.1, "q": 4.0, "t": 0.75}
 
 
 #: ``--tune`` ranges of the family's knobs (the similarity scale, SoftStep's initial (l, u), DiffKNN's k)
