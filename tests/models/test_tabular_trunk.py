@@ -143,6 +143,52 @@ def test_cosine_schedule_follows_the_formula():
         Trainer(schedule="linear")
 
 
+def test_tabular_trunk_brings_its_training_defaults():
+    """trunk="tabular" trains with a cosine schedule and AdamW at lr 3e-3, decoupled decay 0.3, no early
+    stopping (RealMLP-style, chosen on validation in issue 20); the user's settings win; the MLP keeps the Trainer's."""
+    _, kw = build_model("ls", 4, 1, SMALL)
+    assert {k: kw.get(k, "unset") for k in ("schedule", "optimizer", "lr", "weight_decay", "patience")} == \
+        {"schedule": "cosine", "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.3, "patience": None}
+    _, kw = build_model("ls", 4, 1, {**SMALL, "lr": 1e-4, "optimizer": "adam"})
+    assert (kw["lr"], kw["optimizer"], kw["weight_decay"], kw["schedule"]) == (1e-4, "adam", 0.3, "cosine")
+    _, kw = build_model("ls", 4, 1, {"trunk": "mlp"})
+    assert not {"schedule", "optimizer", "lr", "weight_decay", "patience"} & set(kw)
+    # the optimizer really is AdamW with that decay and the cosine rate, step by step
+    X, y = _table(64)
+    seed_everything(0)
+    model, kw = build_model("ls", 4, 1, SMALL)
+    seen = []
+    orig = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append((self.param_groups[0]["lr"], self.param_groups[0]["weight_decay"]))
+        return orig(self, *a, **k)
+
+    torch.optim.AdamW.step = spy
+    try:
+        Trainer(**{**kw, "max_epochs": 2, "batch_size": 32, "device": "cpu", "seed": 0}).fit(model, X, y)
+    finally:
+        torch.optim.AdamW.step = orig
+    total = 2 * 2  # epochs x batches
+    assert [wd for _, wd in seen] == [0.3] * total
+    np.testing.assert_allclose([lr for lr, _ in seen],
+                               [3e-3 * 0.5 * (1 + math.cos(math.pi * t / total)) for t in range(total)], rtol=1e-9)
+
+
+def test_run_record_names_the_trunk_as_the_source_of_its_training_defaults():
+    from beyondmse.data import Dataset
+    from beyondmse.experiment import run_experiment
+
+    X, y = _table(90)
+    rec = run_experiment(Dataset("tab-toy", X, y, ["c", "code", "flag", "k"], ["t"], "generated"), "ls",
+                         params={**SMALL, "lr": 1e-3}, epochs=1, protocol="default", diagnostics=False)
+    trainer, overrides = rec["config"]["trainer"], rec["config"]["overrides"]
+    assert (trainer["optimizer"], trainer["weight_decay"], trainer["schedule"], trainer["patience"], trainer["lr"]) == \
+        ("adamw", 0.3, "cosine", None, 1e-3)
+    assert {k: overrides[k] for k in ("optimizer", "weight_decay", "schedule", "patience", "lr")} == \
+        {"optimizer": "trunk", "weight_decay": "trunk", "schedule": "trunk", "patience": "trunk", "lr": "params"}
+
+
 @pytest.mark.parametrize("method", sorted(RECIPES))
 def test_every_recipe_trains_a_step_on_the_tabular_trunk(method):
     X, y = _table(48)

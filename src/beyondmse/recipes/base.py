@@ -35,6 +35,7 @@ from torch import nn
 from ..heads.base import Head
 from ..models import RegressionModel, init_weights_, make_trunk
 from ..models.backbones import BACKBONES
+from ..models.tabular import TABULAR_TRAINER
 from ..models.user_trunk import embedding_width
 from ..regularizers.base import Regularizer
 
@@ -222,7 +223,9 @@ def split_params(name: str, params: Mapping[str, Any] | None) -> tuple[dict, dic
     for s in suffixes:
         knob_defaults.update(REGULARIZERS[s].knobs)
     trunk = {**recipe.trunk, **{k: v for k, v in params.items() if k in TRUNK_KEYS}}
-    trainer = {**recipe.trainer, **{k: v for k, v in params.items() if k in TRAINER_KEYS}}
+    # the trunk's own training defaults (trunk="tabular": cosine schedule, AdamW, lr, decay), then the recipe's, then the user's
+    trunk_trainer = TABULAR_TRAINER if trunk.get("trunk") == "tabular" else {}
+    trainer = {**trunk_trainer, **recipe.trainer, **{k: v for k, v in params.items() if k in TRAINER_KEYS}}
     rest = {k: v for k, v in params.items() if k not in TRUNK_KEYS and k not in TRAINER_KEYS}
     unknown = set(rest) - set(knob_defaults)
     if unknown:
