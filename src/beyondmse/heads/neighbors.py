@@ -731,7 +731,7 @@ class DiffKNN(_NeighborHead):
     inference 0.25 (cpu_act, dknn-softstep-i, batch 256, 20 epochs, seed 0; at batch 32 the
     error went the other way, 0.63 vs 0.24). At ε = 0.1 only near-ties pool, the soft ranks'
     count matches the hard one and the kept fractions agree (0.255 vs 0.250 on that model;
-    within 10% on the six shared tables after 20 epochs at 0.1, issue 14); training-mode and
+    within 6% on five shared tables after 20 epochs at 0.1, issue 14); training-mode and
     inference predictions on the same neighbor set then differ only where near-tied neighbors
     straddle the transition.
     The ranks still carry gradient inside the pooled blocks (the soft-rank Jacobian is
