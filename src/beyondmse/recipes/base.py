@@ -223,7 +223,7 @@ def split_params(name: str, params: Mapping[str, Any] | None) -> tuple[dict, dic
     for s in suffixes:
         knob_defaults.update(REGULARIZERS[s].knobs)
     trunk = {**recipe.trunk, **{k: v for k, v in params.items() if k in TRUNK_KEYS}}
-    # the trunk's own training defaults (trunk="tabular": cosine schedule, AdamW, lr, decay), then the recipe's, then the user's
+    # the trunk's training defaults (trunk="tabular": models.tabular.TABULAR_TRAINER), then the recipe's, the user's
     trunk_trainer = TABULAR_TRAINER if trunk.get("trunk") == "tabular" else {}
     trainer = {**trunk_trainer, **recipe.trainer, **{k: v for k, v in params.items() if k in TRAINER_KEYS}}
     rest = {k: v for k, v in params.items() if k not in TRUNK_KEYS and k not in TRAINER_KEYS}
