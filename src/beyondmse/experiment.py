@@ -28,8 +28,8 @@ from . import metrics as M
 from .configurable import init_args
 from .data import Dataset, Splits, load_dataset, make_splits
 from .data.presets import apply_preset
-from .models.tabular import TABULAR_TRAINER
-from .recipes import PEERS, RECIPES, TRAINER_KEYS, TRUNK_KEYS, build_model, parse_method, split_params
+from .recipes import (PEERS, RECIPES, TRAINER_KEYS, TRUNK_KEYS, build_model, parse_method, split_params,
+                      trunk_trainer_defaults)
 from .train import SELECT_METRICS, Trainer, seed_everything
 
 #: the Trainer settings a record reports
@@ -108,7 +108,7 @@ def _config(method: str, model, trainer: Trainer, params: dict, preset_params: d
             overrides[key] = "preset" if key in preset_params and preset_params[key] == params[key] else "params"
         elif key in recipe.trunk or key in recipe.trainer:
             overrides[key] = "recipe"
-        elif key in TABULAR_TRAINER and trunk_kw.get("trunk") == "tabular":  # the trunk's training defaults
+        elif key in trunk_trainer_defaults(trunk_kw):
             overrides[key] = "trunk"
     return {"trunk": {"class": type(model.trunk).__name__, **trunk_args},
             "trainer": {k: getattr(trainer, k) for k in TRAINER_SETTINGS},

@@ -12,7 +12,7 @@ import pkgutil
 
 from .base import (PEERS, RECIPES, REGULARIZERS, TRAINER_KEYS, TRAINER_SEARCH, TRUNK_KEYS, PeerBaseline, Recipe, RegularizerSpec,
                    available_methods, build_model, families, is_peer, methods_in_family, parse_method, register,
-                   search_space, split_params)
+                   search_space, split_params, trunk_trainer_defaults)
 
 
 def load_families() -> list[str]:
@@ -31,4 +31,4 @@ load_families()
 
 __all__ = ["PEERS", "RECIPES", "REGULARIZERS", "TRAINER_KEYS", "TRAINER_SEARCH", "TRUNK_KEYS", "PeerBaseline", "Recipe",
            "RegularizerSpec", "available_methods", "build_model", "families", "is_peer", "load_families",
-           "methods_in_family", "parse_method", "register", "search_space", "split_params"]
+           "methods_in_family", "parse_method", "register", "search_space", "split_params", "trunk_trainer_defaults"]

@@ -208,6 +208,12 @@ def is_peer(name: str) -> bool:
     return base in PEERS
 
 
+def trunk_trainer_defaults(trunk: Mapping[str, Any]) -> dict:
+    """The trainer settings a trunk brings with it (``trunk="tabular"``: :data:`~beyondmse.models.tabular.TABULAR_TRAINER`;
+    other trunks: none), under the recipe's and the user's settings in :func:`split_params`."""
+    return dict(TABULAR_TRAINER) if trunk.get("trunk") == "tabular" else {}
+
+
 def split_params(name: str, params: Mapping[str, Any] | None) -> tuple[dict, dict, dict]:
     """Route a flat params dict to (trunk, trainer, knobs), filling defaults; ValueError on unknown keys."""
     base, suffixes = parse_method(name)
@@ -223,9 +229,9 @@ def split_params(name: str, params: Mapping[str, Any] | None) -> tuple[dict, dic
     for s in suffixes:
         knob_defaults.update(REGULARIZERS[s].knobs)
     trunk = {**recipe.trunk, **{k: v for k, v in params.items() if k in TRUNK_KEYS}}
-    # the trunk's training defaults (trunk="tabular": models.tabular.TABULAR_TRAINER), then the recipe's, the user's
-    trunk_trainer = TABULAR_TRAINER if trunk.get("trunk") == "tabular" else {}
-    trainer = {**trunk_trainer, **recipe.trainer, **{k: v for k, v in params.items() if k in TRAINER_KEYS}}
+    # the trunk's training defaults, then the recipe's, then the user's
+    trainer = {**trunk_trainer_defaults(trunk), **recipe.trainer,
+               **{k: v for k, v in params.items() if k in TRAINER_KEYS}}
     rest = {k: v for k, v in params.items() if k not in TRUNK_KEYS and k not in TRAINER_KEYS}
     unknown = set(rest) - set(knob_defaults)
     if unknown:
