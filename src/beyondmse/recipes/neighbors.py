@@ -34,6 +34,7 @@ is compared with ``ls`` on the same trunk, batch size, budget and selection metr
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ..heads.neighbors import NCA, DiffKNN
@@ -49,7 +50,14 @@ _COMMON = {"similarity": "l2", "l2_scale": 1.0, "learn_scale": False, "rbf_bandw
            "rbf_temperature": 0.1, "learn_temperature": True, "chunk_size": 4096, "search": "dense", "search_k": 1024}
 _SOFTSTEP = {"softstep_l0": DEFAULT_INIT[0], "softstep_u0": DEFAULT_INIT[1], "softstep_t": DEFAULT_INIT[2],
              "softstep_lr_scale": 1.0}
-_DKNN = {"k_init": 0.5, "k_lr_scale": 1.0, "rank_strength": 0.1, "q": 4.0, "t": 0.75}
+
+def _head_defaults(head: type, *names: str) -> dict[str, Any]:
+    """The head's own keyword defaults, so a recipe's knob table cannot drift from the head's."""
+    params = inspect.signature(head.__init__).parameters
+    return {name: params[name].default for name in names}
+
+
+_DKNN = _head_defaults(DiffKNN, "k_init", "k_lr_scale", "rank_strength", "q", "t")
 
 
 #: ``--tune`` ranges of the family's knobs (the similarity scale, SoftStep's initial (l, u), DiffKNN's k)
