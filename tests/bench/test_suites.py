@@ -174,6 +174,17 @@ def test_suite_file_and_adhoc(tmp_path):
         load_suite_file(bad)
 
 
+def test_epochs_for_sets_one_datasets_budget(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('seeds = 1\nepochs = 20\ndatasets = ["a", "b"]\nmethods = ["ls"]\n[epochs_for]\nb = 300\n')
+    assert {r.dataset: r.epochs for r in load_suite_file(path).runs} == {"a": 20, "b": 300}
+    # an explicit --epochs is the user's budget for every dataset
+    assert {r.epochs for r in load_suite_file(path, epochs=5).runs} == {5}
+    path.write_text('datasets = ["a"]\nmethods = ["ls"]\n[epochs_for]\na = 0\n')
+    with pytest.raises(ValueError, match="epochs_for.a"):
+        load_suite_file(path)
+
+
 def test_overrides_families_and_none(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(textwrap.dedent("""

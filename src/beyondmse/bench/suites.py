@@ -18,7 +18,7 @@ file of the same format (:func:`load_suite_file`; YAML too when PyYAML is instal
     summary = "what it asks, at most {epochs} epochs"   # {epochs} and {seeds} are filled in
     baseline = "ls"
     seeds = 3                    # or a list: [0, 1, 2]
-    epochs = 20
+    epochs = 20                  # [epochs_for] sets it per dataset (a task that learns slowly)
     protocol = "paper"           # split protocol; [protocols] sets it per dataset
     datasets = ["diamonds", "wine_quality-num"]
     methods = ["ls", "e2e-codec", "sk-hgb"]
@@ -276,6 +276,12 @@ def _expand(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
+def _epochs(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where} must be a whole number of epochs >= 1, got {value!r}")
+    return value
+
+
 def _as_list(value: Any, what: str, where: str) -> list:
     if value is None:
         return []
@@ -309,7 +315,7 @@ def adhoc_suite(datasets: Sequence[str | Dataset], methods: Sequence[str], seeds
 
 # --------------------------------------------------------------------------- suite files
 _KNOWN_KEYS = {"name", "summary", "baseline", "seeds", "epochs", "datasets", "methods", "families", "params",
-               "protocol", "protocols", "override", "grid", "published", "in_all", "targets", "tune"}
+               "protocol", "protocols", "epochs_for", "override", "grid", "published", "in_all", "targets", "tune"}
 _FILTERS = ("datasets", "methods", "families")
 
 
@@ -453,6 +459,8 @@ def load_suite_file(path: str | Path, seeds: int | Sequence[int] | None = None,
     datasets = [_user_file(d, targets[d], path) if d in targets else d for d in datasets]
     seed_list = _seeds(seeds if seeds is not None else spec.get("seeds", 3))
     ep = epochs if epochs is not None else spec.get("epochs")
+    epochs_for = {} if epochs is not None else {k: _epochs(v, f"{where}: epochs_for.{k}")
+                                                for k, v in dict(spec.get("epochs_for", {})).items()}
     protocol = spec.get("protocol")
     protocols = dict(spec.get("protocols", {}))
     base_params = {k: _none(v) for k, v in dict(spec.get("params", {})).items()}
@@ -485,7 +493,8 @@ def load_suite_file(path: str | Path, seeds: int | Sequence[int] | None = None,
         combos = _expand({k: _none(v) for k, v in entry.items()})
         cells += [(d, m, params_of(d, m, combo)) for d in datasets if not only or _name(d) in only
                   for m in grid_methods for combo in combos]
-    runs = [RunSpec(d, m, s, ep, p, protocols.get(_name(d), protocol)) for s in seed_list for d, m, p in cells]
+    runs = [RunSpec(d, m, s, epochs_for.get(_name(d), ep), p, protocols.get(_name(d), protocol))
+            for s in seed_list for d, m, p in cells]
     if not runs:
         raise ValueError(f"{where}: no runs ('methods', 'families' and [[grid]] give none here)")
     tune = spec.get("tune")
