@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from beyondmse.cli import main
+from beyondmse.cli import _parse_params, main
 from beyondmse.recipes import build_model, parse_method, split_params
 
 
@@ -23,6 +23,13 @@ def test_params_are_routed_and_unknown_ones_rejected():
     assert model.trunk.out_features == 16 and model.target_dim == 2  # embedding_dim 0: no embedding layer
     model, _ = build_model("ls", 6, 2, {"hidden": 16, "depth": 1})
     assert model.trunk.out_features == 64  # the shared trunk's embedding layer
+
+
+def test_cli_params_parse_json_and_none_like_suite_files():
+    got = _parse_params(["lr=0.01", "learn_scale=true", "batch_size=none", "patience=null", "select=mae"])
+    assert got == {"lr": 0.01, "learn_scale": True, "batch_size": None, "patience": None, "select": "mae"}
+    with pytest.raises(ValueError, match="key=value"):
+        _parse_params(["lr"])
 
 
 def test_cli_run_writes_design_json(tmp_path, capsys, shared_data):

@@ -89,8 +89,10 @@ def test_trainer_rejects_bad_input(X, y, match):
 
 
 def test_trainer_rejects_bad_settings():
-    with pytest.raises(ValueError, match="batch_size"):
-        Trainer(batch_size=1)
+    for bad in (1, "none", 2.5, True):  # a string from a config file is an error here, not a TypeError later
+        with pytest.raises(ValueError, match="batch_size"):
+            Trainer(batch_size=bad)
+    assert Trainer(batch_size=np.int64(64)).batch_size == 64
     with pytest.raises(ValueError, match="optimizer"):
         Trainer(optimizer="sgd")
 

@@ -9,12 +9,16 @@ from pathlib import Path
 
 
 def _parse_params(items: list[str] | None) -> dict:
-    """``--param key=value`` pairs; values are parsed as JSON when possible (numbers, bools)."""
+    """``--param key=value`` pairs; values are parsed as JSON when possible (numbers, bools), and
+    ``none`` is None as in suite files (``batch_size=none``: full batch; ``patience=none``)."""
     out = {}
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--param expects key=value, got {item!r}")
         key, value = item.split("=", 1)
+        if value.strip().lower() == "none":
+            out[key] = None
+            continue
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
