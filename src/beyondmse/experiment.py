@@ -14,6 +14,13 @@ the start and end of training on the validation targets, and the fitted codec). 
 predictive distribution (codec and neighbor heads, the uncertainty peers) adds ``crps``,
 ``pit_dev``, ``cov80``/``width80``/``cov90``/``width90`` and their ``_cqr`` versions (calibrated
 on the validation split) to ``metrics``, and ``uncertainty`` (reliability curve, PIT histogram).
+
+``params["ensemble"] = k`` (a torch method, k >= 2) trains k copies of the model on the same split,
+the first from ``seed`` and the others from seeds no run uses, and scores the mean of their
+predictions (a deep ensemble; Lakshminarayanan et al., "Simple and Scalable Predictive Uncertainty
+Estimation using Deep Ensembles", NeurIPS 2017). The record adds ``ensemble`` (member seeds, best
+epochs, each member's test metrics); ``fit_seconds`` is the members' sum. Scores that describe
+one model (the predictive distribution, the head's summary, embedding diagnostics) are left out.
 """
 
 from __future__ import annotations
@@ -94,6 +101,37 @@ def _run_peer(name: str, knobs: dict, given: set[str], splits: Splits, seed: int
     return chosen, result, fit_seconds
 
 
+def _ensemble_size(value: Any, base: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"ensemble must be a whole number of members >= 1, got {value!r}")
+    if value > 1 and base in PEERS:
+        raise ValueError(f"ensemble is for the torch methods; {base!r} is a peer baseline")
+    return int(value)
+
+
+def _ensemble(method: str, params: dict, epochs: int | None, splits: Splits, seed: int, members: int,
+              device: str | None, first_hist, first_test: np.ndarray, first_val: np.ndarray) -> dict[str, Any]:
+    """Train members 2..k (the first is the run's own model) and score the mean prediction."""
+    seeds, best, tests, vals, seconds = [seed], [first_hist.best_epoch], [first_test], [first_val], first_hist.seconds
+    for j in range(1, members):
+        member_seed = 1_000_003 * j + seed  # a seed no run of the harness uses (runs count from 0)
+        seed_everything(member_seed)
+        model, trainer_kw = build_model(method, splits.X_train.shape[1:], splits.y_train.shape[1], params)
+        if epochs is not None:
+            trainer_kw["max_epochs"] = epochs
+        trainer = Trainer(seed=member_seed, device=device, **trainer_kw)
+        hist = trainer.fit(model, splits.X_train, splits.y_train, splits.X_val, splits.y_val)
+        tests.append(trainer.predict(model, splits.X_test).cpu().numpy())
+        vals.append(trainer.predict(model, splits.X_val).cpu().numpy())
+        seeds.append(member_seed), best.append(hist.best_epoch)
+        seconds += hist.seconds
+    pred_test, pred_val = np.mean(tests, axis=0), np.mean(vals, axis=0)
+    return {"metrics": _scores(splits, pred_test), "val_metrics": _val_metrics(splits.y_val, pred_val),
+            "fit_seconds": seconds,
+            "ensemble": {"members": members, "seeds": seeds, "best_epochs": best,
+                         "member_test_mae": [_scores(splits, p)["mae"] for p in tests]}}
+
+
 def _config(method: str, model, trainer: Trainer, params: dict, preset_params: dict, preset: str | None) -> dict:
     """The resolved settings of a torch run and which of them depart from the shared defaults."""
     base, _ = parse_method(method)
@@ -149,6 +187,7 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
         ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
         splits = make_splits(ds, seed=seed, protocol=protocol)
     given = dict(params or {})
+    members = _ensemble_size(given.pop("ensemble", 1), base)
     params, epochs, preset = apply_preset(splits.name, method, given, epochs, protocol)
     preset_params = {k: v for k, v in params.items() if k not in given}
     record: dict[str, Any] = {"dataset": splits.name, "method": method, "seed": seed,
@@ -175,6 +214,10 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
                   best_epoch=hist.best_epoch, cap_bound=bool(hist.best_epoch > 0.9 * trainer.max_epochs),
                   metrics=_scores(splits, pred_test), val_metrics=_val_metrics(splits.y_val, pred_val),
                   history=hist.as_dict(), config=config)
+    if members > 1:
+        record.update(_ensemble(method, params, epochs, splits, seed, members, device, hist, pred_test, pred_val))
+        record["params"]["ensemble"] = members
+        return record
     extra = _distribution_scores(lambda X: trainer.predict_distribution(model, X), splits)
     if extra:  # codec and neighbor heads: CRPS, PIT, interval coverage / width (raw and CQR)
         record["metrics"].update(extra["metrics"])

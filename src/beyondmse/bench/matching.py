@@ -19,13 +19,16 @@ __all__ = ["footing_params", "matched_baseline_runs"]
 def footing_params(dataset: str, method: str, params: dict[str, Any], epochs: int | None,
                    protocol: str | None) -> dict[str, Any]:
     """The trunk and trainer settings a run will use: the shared defaults, overridden by its
-    dataset preset, its recipe's declared exceptions and its explicit parameters."""
+    dataset preset, its recipe's declared exceptions and its explicit parameters; and its
+    ``ensemble`` size (k members are k times the budget of one model)."""
     from ..data.presets import apply_preset
     from ..recipes import split_params
 
+    params = dict(params)
+    members = params.pop("ensemble", 1)
     params, epochs, _ = apply_preset(dataset, method, params, epochs, protocol)
     trunk, trainer, _ = split_params(method, params)
-    out = {**_shared_defaults(), **trunk, **trainer}
+    out = {**_shared_defaults(), **trunk, **trainer, "ensemble": members}
     if epochs is not None:
         out["max_epochs"] = epochs
     return out
@@ -65,7 +68,7 @@ def matched_baseline_runs(runs: Sequence, baseline: str) -> list:
             return []
     except ValueError:
         return []
-    settings = set(TRUNK_KEYS) | set(TRAINER_KEYS)
+    settings = set(TRUNK_KEYS) | set(TRAINER_KEYS) | {"ensemble"}
     have: dict[tuple, list[dict]] = {}
     runs = [r for r in runs if not getattr(r, "tag", "")]  # a tagged variant (tuned) is compared as it is
     for r in runs:

@@ -55,12 +55,15 @@ def method_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def footing(record: Mapping[str, Any]) -> str | None:
-    """What a head is compared on: the run's resolved trunk and trainer settings, as one string
-    (None for a run that has no torch settings: a peer, or a store written before they were kept)."""
+    """What a head is compared on: the run's resolved trunk and trainer settings and its ensemble
+    size, as one string (None for a run that has no torch settings: a peer, or a store written
+    before they were kept)."""
     config = record.get("config") or {}
     if "trunk" not in config or "trainer" not in config:
         return None
-    return json.dumps({"trunk": config["trunk"], "trainer": config["trainer"]}, sort_keys=True, default=str)
+    members = (record.get("ensemble") or {}).get("members", 1)
+    on = {"trunk": config["trunk"], "trainer": config["trainer"], **({"ensemble": members} if members > 1 else {})}
+    return json.dumps(on, sort_keys=True, default=str)
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:

@@ -292,6 +292,7 @@ class ResultStore:
             rec["tag"] = extra.get("tag")
             rec["head"] = extra.get("head")  # the head's fit_summary (neighbor kept fractions, codec health)
             rec["uncertainty"] = extra.get("uncertainty")  # reliability curve and PIT histogram (issue 19)
+            rec["ensemble"] = extra.get("ensemble")  # members of a deep ensemble (params "ensemble")
             rec["epochs_run"] = extra.get("epochs")
             out.append(rec)
         return out
