@@ -281,6 +281,9 @@ def test_softstep_synthetic_pins_the_studys_settings():
     suite = get_suite("softstep-synthetic")
     trunk = {"hidden": 200, "depth": 2, "dropout": 0.1, "embedding_dim": 64, "patience": 10, "select": "mae"}
     for r in suite.runs:
+        spiral = r.dataset_name == "softstep-spiral"  # a plateau, then slow learning: no early stopping, 400 epochs
+        assert r.epochs == (400 if spiral else 100)
+        trunk["patience"] = None if spiral else 10
         if r.method.startswith("sk-"):
             assert r.params == {}
         elif r.method == "ls":
@@ -289,4 +292,3 @@ def test_softstep_synthetic_pins_the_studys_settings():
             assert r.params == {**trunk, "batch_size": 256, "similarity": "l2sq", "learn_scale": True,
                                 "l2_scale": 30.0}, r.method
     assert {r.method for r in suite.runs} >= set(methods_in_family("neighbors"))
-    assert {r.epochs for r in suite.runs} == {100}
