@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from beyondmse.bench import ResultStore, adhoc_suite, run_suite
+from beyondmse.bench.matching import matched_baseline_runs
 from beyondmse.bench.stats import compare_to_baseline
 from beyondmse.data import Dataset
 from beyondmse.experiment import run_experiment
@@ -46,11 +47,9 @@ def test_ensemble_of_one_is_the_plain_run_and_bad_sizes_are_errors():
 
 
 def test_an_ensemble_is_compared_with_an_ensemble_of_the_baseline(tmp_path):
-    suite = adhoc_suite([toy()], ["ls", "huber"], seeds=1, epochs=2, params={"ensemble": 2})
-    suite.runs = [r for r in suite.runs if r.method == "huber"] + \
-        adhoc_suite([toy()], ["ls"], seeds=1, epochs=2).runs
-    from beyondmse.bench.matching import matched_baseline_runs
-
+    # a plain ls and a 2-member huber: the suite must add ls with 2 members to compare with
+    suite = adhoc_suite([toy()], ["ls"], seeds=1, epochs=2)
+    suite.runs += adhoc_suite([toy()], ["huber"], seeds=1, epochs=2, params={"ensemble": 2}).runs
     extra = matched_baseline_runs(suite.runs, "ls")
     assert [(r.method, r.params) for r in extra] == [("ls", {"ensemble": 2})]
     suite.runs += extra

@@ -154,7 +154,8 @@ class Trainer:
             raise ValueError(f"lr must be > 0, got {lr}")
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 2):
+        whole = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool)
+        if batch_size is not None and (not whole or batch_size < 2):
             raise ValueError(f"batch_size must be >= 2 or None (full batch), got {batch_size}")
         if max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")

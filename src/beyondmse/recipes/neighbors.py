@@ -51,6 +51,7 @@ _COMMON = {"similarity": "l2", "l2_scale": 1.0, "learn_scale": False, "rbf_bandw
 _SOFTSTEP = {"softstep_l0": DEFAULT_INIT[0], "softstep_u0": DEFAULT_INIT[1], "softstep_t": DEFAULT_INIT[2],
              "softstep_lr_scale": 1.0}
 
+
 def _head_defaults(head: type, *names: str) -> dict[str, Any]:
     """The head's own keyword defaults, so a recipe's knob table cannot drift from the head's."""
     params = inspect.signature(head.__init__).parameters
