@@ -1,7 +1,8 @@
 """One run: (dataset, method, parameters, seed) -> a JSON-ready record.
 
 The record format (DESIGN.md): ``{"dataset", "method", "seed", "params", "metrics": {"mae",
-"rmse", "r2", ...}, "fit_seconds", "epochs"}`` plus ``protocol``, ``sizes``, ``best_epoch``,
+"rmse", "r2", ...}, "fit_seconds", "epochs"}`` plus ``protocol``, ``sizes``,
+``test_rows_in_train`` (the fraction of test rows that repeat a training row exactly), ``best_epoch``,
 ``cap_bound`` (the best epoch is within 10% of the epoch cap: more epochs might have helped),
 ``history`` (the learning curve), ``val_metrics`` and ``config``: the resolved ``trunk``
 (class and constructor arguments), ``trainer`` and ``knobs`` settings, the dataset
@@ -191,7 +192,8 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
     params, epochs, preset = apply_preset(splits.name, method, given, epochs, protocol)
     preset_params = {k: v for k, v in params.items() if k not in given}
     record: dict[str, Any] = {"dataset": splits.name, "method": method, "seed": seed,
-                              "protocol": splits.protocol, "sizes": list(splits.sizes)}
+                              "protocol": splits.protocol, "sizes": list(splits.sizes),
+                              "test_rows_in_train": splits.test_rows_in_train()}
     if base in PEERS:
         _, _, knobs = split_params(method, params)
         chosen, result, fit_seconds = _run_peer(base, knobs, set(params), splits, seed)

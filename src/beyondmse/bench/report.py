@@ -40,6 +40,15 @@ PEER_PREFIX = "sk-"
 GBM = "sk-hgb"
 
 
+def _repeated_rows_note(records) -> str:
+    """'; x% of test rows repeat a training row' (mean over the dataset's seeds) where any do."""
+    shares = [r["test_rows_in_train"] for r in records if r.get("test_rows_in_train") is not None]
+    if not shares or max(shares) == 0:
+        return ""
+    return (f"; {100 * float(np.mean(shares)):.1f}% of test rows repeat a training row exactly (mean over seeds): "
+            "a model that memorises rows gains there")
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     if x is None or not math.isfinite(x):
         return "–"
@@ -489,7 +498,8 @@ def write_report(store: ResultStore | str | Path, out_dir: str | Path, suite: Su
         rec = next(r for r in records if r["dataset"] == ds)
         sizes = rec.get("sizes")
         lines += [f"### {ds}", "", f"protocol `{rec.get('protocol')}`" +
-                  (f", train/val/test = {'/'.join(str(s) for s in sizes)}" if sizes else ""), "",
+                  (f", train/val/test = {'/'.join(str(s) for s in sizes)}" if sizes else "") +
+                  _repeated_rows_note([r for r in records if r["dataset"] == ds]), "",
                   markdown_table(sub, metrics, baseline), ""]
         settings = settings_table(sub)
         if settings:

@@ -286,6 +286,7 @@ class ResultStore:
                 rec[k] = json.loads(raw) if raw is not None else ({} if k != "history" else None)
             extra = json.loads(r["record_json"]) if r["record_json"] else {}
             rec["sizes"] = extra.get("sizes")
+            rec["test_rows_in_train"] = extra.get("test_rows_in_train")
             rec["best_epoch"] = extra.get("best_epoch")
             rec["cap_bound"] = extra.get("cap_bound")
             rec["config"] = extra.get("config")
