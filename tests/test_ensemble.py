@@ -29,7 +29,8 @@ def test_ensemble_scores_the_mean_of_distinct_members():
     # the mean prediction: |mean(p) - y| <= mean |p - y| pointwise (Jensen), and it is not one member
     assert ens["metrics"]["mae"] <= np.mean(members) + 1e-12
     assert min(abs(ens["metrics"]["mae"] - m) for m in members) > 1e-9
-    assert ens["fit_seconds"] > single["fit_seconds"]
+    # the run's fit time is every member's (no timing comparison: times are noisy)
+    assert len(ens["ensemble"]["fit_seconds"]) == 3 and ens["fit_seconds"] == sum(ens["ensemble"]["fit_seconds"])
     again = run_experiment(ds, "ls", seed=1, epochs=3, params={"ensemble": 3}, diagnostics=False)
     assert again["metrics"]["mae"] == ens["metrics"]["mae"]  # deterministic
 

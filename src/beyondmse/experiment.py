@@ -20,7 +20,7 @@ on the validation split) to ``metrics``, and ``uncertainty`` (reliability curve,
 the first from ``seed`` and the others from seeds no run uses, and scores the mean of their
 predictions (a deep ensemble; Lakshminarayanan et al., "Simple and Scalable Predictive Uncertainty
 Estimation using Deep Ensembles", NeurIPS 2017). The record adds ``ensemble`` (member seeds, best
-epochs, each member's test metrics); ``fit_seconds`` is the members' sum. Scores that describe
+epochs, fit seconds and test MAE); ``fit_seconds`` is the members' sum. Scores that describe
 one model (the predictive distribution, the head's summary, embedding diagnostics) are left out.
 """
 
@@ -110,26 +110,36 @@ def _ensemble_size(value: Any, base: str) -> int:
     return int(value)
 
 
+def _fit(method: str, params: dict, epochs: int | None, splits: Splits, seed: int, device: str | None,
+         progress: bool = False):
+    """Build the model from ``seed``, train it on the split; returns ``(model, trainer, history,
+    test predictions, validation predictions)``."""
+    seed_everything(seed)
+    model, trainer_kw = build_model(method, splits.X_train.shape[1:], splits.y_train.shape[1], params)
+    if epochs is not None:
+        trainer_kw["max_epochs"] = epochs
+    trainer = Trainer(seed=seed, device=device, progress=progress, **trainer_kw)
+    hist = trainer.fit(model, splits.X_train, splits.y_train, splits.X_val, splits.y_val)
+    return (model, trainer, hist, trainer.predict(model, splits.X_test).cpu().numpy(),
+            trainer.predict(model, splits.X_val).cpu().numpy())
+
+
 def _ensemble(method: str, params: dict, epochs: int | None, splits: Splits, seed: int, members: int,
               device: str | None, first_hist, first_test: np.ndarray, first_val: np.ndarray) -> dict[str, Any]:
     """Train members 2..k (the first is the run's own model) and score the mean prediction."""
-    seeds, best, tests, vals, seconds = [seed], [first_hist.best_epoch], [first_test], [first_val], first_hist.seconds
+    seeds, best, tests, vals, seconds = [seed], [first_hist.best_epoch], [first_test], [first_val], [first_hist.seconds]
     for j in range(1, members):
         member_seed = 1_000_003 * j + seed  # a seed no run of the harness uses (runs count from 0)
-        seed_everything(member_seed)
-        model, trainer_kw = build_model(method, splits.X_train.shape[1:], splits.y_train.shape[1], params)
-        if epochs is not None:
-            trainer_kw["max_epochs"] = epochs
-        trainer = Trainer(seed=member_seed, device=device, **trainer_kw)
-        hist = trainer.fit(model, splits.X_train, splits.y_train, splits.X_val, splits.y_val)
-        tests.append(trainer.predict(model, splits.X_test).cpu().numpy())
-        vals.append(trainer.predict(model, splits.X_val).cpu().numpy())
-        seeds.append(member_seed), best.append(hist.best_epoch)
-        seconds += hist.seconds
+        _, _, hist, pred_test, pred_val = _fit(method, params, epochs, splits, member_seed, device)
+        seeds.append(member_seed)
+        best.append(hist.best_epoch)
+        tests.append(pred_test)
+        vals.append(pred_val)
+        seconds.append(hist.seconds)
     pred_test, pred_val = np.mean(tests, axis=0), np.mean(vals, axis=0)
     return {"metrics": _scores(splits, pred_test), "val_metrics": _val_metrics(splits.y_val, pred_val),
-            "fit_seconds": seconds,
-            "ensemble": {"members": members, "seeds": seeds, "best_epochs": best,
+            "fit_seconds": sum(seconds),
+            "ensemble": {"members": members, "seeds": seeds, "best_epochs": best, "fit_seconds": seconds,
                          "member_test_mae": [_scores(splits, p)["mae"] for p in tests]}}
 
 
@@ -201,14 +211,7 @@ def run_experiment(dataset: str | Dataset, method: str, seed: int = 0, *, epochs
                       config={"knobs": chosen, "preset": None, "overrides": {}}, **result)
         return record
 
-    seed_everything(seed)
-    model, trainer_kw = build_model(method, splits.X_train.shape[1:], splits.y_train.shape[1], params)
-    if epochs is not None:
-        trainer_kw["max_epochs"] = epochs
-    trainer = Trainer(seed=seed, device=device, progress=progress, **trainer_kw)
-    hist = trainer.fit(model, splits.X_train, splits.y_train, splits.X_val, splits.y_val)
-    pred_test = trainer.predict(model, splits.X_test).cpu().numpy()
-    pred_val = trainer.predict(model, splits.X_val).cpu().numpy()
+    model, trainer, hist, pred_test, pred_val = _fit(method, params, epochs, splits, seed, device, progress)
     config = _config(method, model, trainer, params, preset_params, preset)
     resolved = {**{k: v for k, v in config["trunk"].items() if k in TRUNK_KEYS}, **config["trainer"],
                 **config["knobs"]}
