@@ -11,7 +11,7 @@
 4. e2e-codec training step vs the linear head (``ls``), k = 25 (benchmarks/bench_codec.py's step).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_speed_targets.py [--threads 1]
-        [--bank 1000000] [--queries 4096] [--skip-bank | --only-bank]
+        [--bank 1000000] [--queries 4096] [--skip-bank | --only-bank | --only SECTION]
 
 Ratios are medians over interleaved repeats in this run (see _timing.py); absolute times on a
 shared machine drift, so the load (``os.getloadavg``) is printed with each section.
@@ -171,6 +171,8 @@ def main(argv=None):
     ap.add_argument("--queries", type=int, default=4096)
     ap.add_argument("--skip-bank", action="store_true")
     ap.add_argument("--only-bank", action="store_true", help="the memory-bank rows alone")
+    ap.add_argument("--only", choices=["soft-rank", "heads", "codec", "bank"],
+                    help="one section alone (while working on it)")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
@@ -181,6 +183,9 @@ def main(argv=None):
     rows = []
     sections = [] if args.only_bank else [bench_soft_rank, bench_heads, bench_codec]
     sections += [] if args.skip_bank else [bench_bank]
+    if args.only:
+        sections = [{"soft-rank": bench_soft_rank, "heads": bench_heads, "codec": bench_codec,
+                     "bank": bench_bank}[args.only]]
     for section in sections:
         print(f"[{section.__name__}: {_load()}]", flush=True)
         rows += section(args)

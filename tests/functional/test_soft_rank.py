@@ -11,6 +11,7 @@ import torch
 from scipy.optimize import minimize
 
 from beyondmse.functional import soft_rank
+from beyondmse.functional import rank as rank_module
 from beyondmse.functional.rank import isotonic_decreasing
 
 
@@ -144,13 +145,32 @@ def test_isotonic_matches_brute_force(max_rounds):
             assert np.ptp(v[row][block[row] == b]) < 1e-12
 
 
+@pytest.fixture(params=["auto", "never", "always"])
+def splitting(request, monkeypatch):
+    """Rows split at the fit's certain cuts first: by the default rule, never, or always."""
+    share = {"auto": rank_module._SPLIT_BELOW, "never": -1.0, "always": 2.0}[request.param]
+    monkeypatch.setattr(rank_module, "_SPLIT_BELOW", share)
+    return request.param
+
+
+def sparse_violation_rows(n, rng):
+    """Falling rows with a few rises, as DiffKNN's soft ranks see them: mostly singleton blocks,
+    short pooled runs, and one long plateau that pools far (a cascade inside one segment)."""
+    rows = -np.cumsum(rng.exponential(size=(4, n)), axis=1)
+    rows[:, 1::7] += 1.5  # isolated rises
+    rows[1, n // 3: n // 3 + n // 4] = rows[1, n // 3]  # a tied plateau
+    rows[2, n // 2:] += 0.5 * np.arange(n - n // 2) / n  # a slow rise against the fall
+    return rows
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, 40, 300])
 @pytest.mark.parametrize("max_rounds", [None, 0, 2])
-def test_isotonic_matches_sequential_pav_and_minmax(n, max_rounds):
+def test_isotonic_matches_sequential_pav_and_minmax(n, max_rounds, splitting):
     # the parallel rounds, the linked-list phase (max_rounds=0) and their mix give the textbook
-    # PAV's fit and blocks, also on rows whose merges cascade
+    # PAV's fit and blocks, also on rows whose merges cascade, with and without splitting the
+    # rows first
     rng = np.random.default_rng(5)
-    y = np.concatenate([cascading_rows(n, rng), rng.normal(size=(10, n))])
+    y = np.concatenate([cascading_rows(n, rng), rng.normal(size=(10, n)), sparse_violation_rows(n, rng)])
     v, block = isotonic_decreasing(torch.tensor(y), max_rounds=max_rounds)
     for row in range(len(y)):
         fit, blk = pav_numpy(y[row])
@@ -158,6 +178,19 @@ def test_isotonic_matches_sequential_pav_and_minmax(n, max_rounds):
         np.testing.assert_array_equal(block[row].numpy(), blk)
         if n <= 40:
             np.testing.assert_allclose(v[row].numpy(), minmax_formula(y[row]), atol=1e-12)
+
+
+def test_rows_split_where_prefix_min_exceeds_suffix_max():
+    # the certain cuts of the fit, against their definition: min(y[:i]) > max(y[i:])
+    rng = np.random.default_rng(8)
+    y = sparse_violation_rows(200, rng)
+    split = rank_module._split_points(torch.tensor(y)).numpy()
+    ref = np.ones_like(split)
+    for r in range(len(y)):
+        for i in range(1, y.shape[1]):
+            ref[r, i] = y[r, :i].min() > y[r, i:].max()
+    np.testing.assert_array_equal(split, ref)
+    assert 0.2 < ref[:, 1:-1].mean() < 0.95  # the rows have many cuts, but not everywhere
 
 
 def test_isotonic_bad_input():
@@ -169,7 +202,7 @@ def test_isotonic_bad_input():
 
 @pytest.mark.parametrize("n, strength, scale", [(500, 1.0, 80.0), (2048, 1.0, 1.0), (700, 0.05, 1.0), (300, 1e-3, 1.0)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_large_rows_match_the_definition(n, strength, scale, dtype):
+def test_large_rows_match_the_definition(n, strength, scale, dtype, splitting):
     # long rows (mixed pooled blocks and singletons at scale 80; one big block at scale 1,
     # strength 1; the float64 fallback of float32 input when |z| >> n at strength 1e-3)
     rng = np.random.default_rng(n)
@@ -186,6 +219,36 @@ def test_large_rows_match_the_definition(n, strength, scale, dtype):
     np.testing.assert_allclose(out.detach().double().numpy(), ref, atol=tol, rtol=0)
     gtol = 1e-9 if dtype == torch.float64 else 1e-5 * np.abs(ref_g).max()
     np.testing.assert_allclose(xt.grad.double().numpy(), ref_g, atol=gtol, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sparse_pooling_rows_match_the_definition(dtype, splitting):
+    # DiffKNN's regime: entries about one unit apart at strength 0.1, so only near-ties pool and
+    # most positions are singleton blocks (the rows split into many independent pieces)
+    rng = np.random.default_rng(11)
+    n = 1500
+    x = np.stack([rng.permutation(np.cumsum(rng.exponential(size=n))) for _ in range(4)])
+    x[3, :50] = np.round(x[3, :50])  # ties among the first entries
+    g = rng.normal(size=x.shape)
+    xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+    soft_rank(xt, 0.1).backward(torch.tensor(g, dtype=dtype))
+    xs = xt.detach().double().numpy()
+    out = soft_rank(xt.detach(), 0.1).double().numpy()
+    ref = np.stack([soft_rank_numpy(r, 0.1)[0] for r in xs])
+    ref_g = np.stack([soft_rank_vjp_numpy(r, 0.1, gr) for r, gr in zip(xs, g)])
+    pooled = np.abs(ref - np.round(ref)) > 1e-6
+    assert 0.01 < pooled.mean() < 0.5  # the case mixes singletons and pooled entries
+    tol = 1e-9 if dtype == torch.float64 else 4 * n * 2.0**-23
+    np.testing.assert_allclose(out, ref, atol=tol, rtol=0)
+    gtol = 1e-9 if dtype == torch.float64 else 1e-5 * np.abs(ref_g).max()
+    np.testing.assert_allclose(xt.grad.double().numpy(), ref_g, atol=gtol, rtol=0)
+
+
+def test_gradcheck_split_path(splitting):
+    torch.manual_seed(3)
+    x = torch.rand(2, 80, dtype=torch.float64).cumsum(1)  # ~0.5 apart: strength 0.1 pools a few
+    x = x[:, torch.randperm(80)].requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: soft_rank(v, 0.1), (x,))
 
 
 def test_no_host_round_trip(monkeypatch):

@@ -18,25 +18,37 @@ __all__ = ["soft_rank", "isotonic_decreasing", "blackbox_rank", "rank_normalised
 # isotonic regression with the block structure the soft-rank VJP needs (torchsort needs a
 # compiler at install time; scikit-learn's is per-row and on the host).
 #
-# The algorithm pools in parallel rounds. A fit that is non-increasing is constant on two
+# Rows are first cut where the fit is known to split: between positions i - 1 and i whenever
+# every value before the cut exceeds every value after it (prefix minimum > suffix maximum). A
+# block's mean lies between the smallest and largest value it holds, so the means on the left
+# stay above those on the right and PAV never pools across a cut. A position alone between two
+# cuts is a singleton block of the fit (v_i = y_i) and needs no work; only the others, *active*,
+# go through pooling, as a flat list of blocks in row-major order. In DiffKNN's soft ranks
+# (strength 0.1 gap) most positions are such singletons.
+#
+# The active blocks pool in parallel rounds. A fit that is non-increasing is constant on two
 # adjacent (already pooled) blocks whenever the first one's mean is below the second's, so every
 # such violating pair can be merged at once, in every row, and merging preserves the solution
-# (the order of PAV's merges does not change its result). Each round costs O(number of blocks),
-# and the first one (singleton blocks) is decided by elementwise comparisons, so the heavy work
-# is a handful of vectorised passes over the (R, n) input. A chain of merges that cascades
-# (each pooled block then violating its next neighbor) takes one round per link, so once the
-# rounds stop shrinking the block list the remaining merges run on a linked list of the blocks
-# that only re-checks the pairs next to a merge (O(changes) per round).
+# (the order of PAV's merges does not change its result). Each round costs O(number of blocks).
+# A chain of merges that cascades (each pooled block then violating its next neighbor) takes one
+# round per link, so once the rounds stop shrinking the block list the remaining merges run on a
+# linked list of the blocks that only re-checks the pairs next to a merge (O(changes) per round).
 
 
 _MAX_ROUNDS = None
+#: the linked-list phase pays off only on long block lists (below, a round's fixed cost dominates)
+_LINKS_ABOVE = 65536
+#: split rows first when at most this share of neighboring pairs violates the order
+_SPLIT_BELOW = 0.5
 
 
 class _Blocks:
-    """Contiguous blocks of a batch of rows (R, n), as a flat list in row-major order.
+    """Contiguous blocks of the active positions of a batch of rows (R, n), as a flat list in
+    row-major order.
 
     ``row``, ``start`` and ``length`` are int64 (K,); ``total`` (K,) float64 is the sum of the
-    data over the block. Blocks partition every row, so ``length`` sums to ``R n``.
+    data over the block. The blocks partition the active positions, so listed in order they
+    enumerate them in row-major order.
     """
 
     __slots__ = ("row", "start", "length", "total")
@@ -44,33 +56,30 @@ class _Blocks:
     def __init__(self, row: Tensor, start: Tensor, length: Tensor, total: Tensor):
         self.row, self.start, self.length, self.total = row, start, length, total
 
-    def block_ids(self, R: int, n: int) -> Tensor:
-        """The 0-based block index of each position within its row, (R, n) int64."""
-        marker = torch.zeros(R * n, dtype=torch.float32 if n < 2**24 else torch.float64,
-                             device=self.row.device)
-        marker[self.row * n + self.start] = 1.0
-        # cumulative count of block starts along each row; exact (integers below 2^24)
-        return marker.view(R, n).cumsum(1).to(torch.int64) - 1
-
-    def per_row(self, values: Tensor, R: int) -> Tensor:
-        """Per-block ``values`` (K,) as a zero-padded (R, max blocks per row) table."""
-        return _per_row(self.row, values, R)
-
-
-def _per_row(row: Tensor, values: Tensor, R: int) -> Tensor:
-    """Scatter values (K,) of blocks listed row by row (``row`` (K,) non-decreasing) into a
-    zero-padded (R, max blocks per row) table: block k goes to its rank within its row."""
-    counts = torch.bincount(row, minlength=R)
-    first = torch.cumsum(counts, 0) - counts
-    col = torch.arange(len(row), device=row.device) - first[row]
-    table = values.new_zeros(R, int(counts.max()) if R else 0)
-    table[row, col] = values
-    return table
-
 
 def _segment_sums(data: Tensor, length: Tensor) -> Tensor:
-    """Sums of consecutive segments of the flattened ``data`` with the given lengths (K,), float64."""
-    return torch.segment_reduce(data.reshape(-1), "sum", lengths=length).to(torch.float64)
+    """Sums of consecutive segments of the flat float64 ``data`` with the given lengths (K,)."""
+    if length.numel() == 0:  # segment_reduce refuses empty input
+        return data.new_zeros(0)
+    return torch.segment_reduce(data, "sum", lengths=length)
+
+
+def _split_points(y: Tensor) -> Tensor:
+    """``(R, n + 1)`` bool: entry i is True where the non-increasing fit of the rows ``y``
+    (R, n) float64 certainly splits between positions i - 1 and i (always at 0 and n).
+
+    The split holds when ``min(y[:i]) > max(y[i:])``; a margin of a few thousand ulps of the
+    row's scale keeps rounding in the block means from ever contradicting it (a split missed
+    by the margin only costs pooling work, never changes the fit).
+    """
+    R, n = y.shape
+    prefix_min = y.cummin(1).values
+    suffix_max = y.flip(1).cummax(1).values.flip(1)
+    scale = torch.maximum(prefix_min[:, -1:].abs(), suffix_max[:, :1].abs())  # max |y| of the row
+    margin = 64.0 * n * torch.finfo(torch.float64).eps * (1.0 + scale)
+    split = torch.ones(R, n + 1, dtype=torch.bool, device=y.device)
+    split[:, 1:n] = prefix_min[:, :-1] > suffix_max[:, 1:] + margin
+    return split
 
 
 def _merge_violators(blocks: _Blocks, mean: Tensor) -> tuple[_Blocks, bool]:
@@ -135,36 +144,110 @@ def _merge_along_links(blocks: _Blocks, mean_fn) -> _Blocks:
     return _Blocks(blocks.row[alive], blocks.start[alive], length[alive], total[alive])
 
 
-def _pool_adjacent_violators(data: Tensor, first_keep: Tensor, mean_fn, max_rounds: int | None) -> _Blocks:
-    """Blocks of the non-increasing isotonic fit of rows whose block means are ``mean_fn``.
+class _Fit:
+    """The block structure of a row-wise non-increasing fit: the active positions (flat
+    row-major indices ``active`` (A,), or None for all of them) and the lengths (K,) of the
+    blocks that partition them, in order; every other position is a singleton block.
+    ``mean`` (K,) float64: each block's value of the fit."""
+
+    __slots__ = ("active", "length", "mean")
+
+    def __init__(self, active: Tensor | None, length: Tensor, mean: Tensor | None):
+        self.active, self.length, self.mean = active, length, mean
+
+    def take(self, t: Tensor) -> Tensor:
+        return t.reshape(-1) if self.active is None else t.reshape(-1)[self.active]
+
+    def fill(self, v: Tensor) -> Tensor:
+        """Write the pooled blocks' values into ``v`` (R, n) float64 (holding y elsewhere)."""
+        values = self.mean.repeat_interleave(self.length)
+        if self.active is None:
+            return v.copy_(values.view_as(v))
+        v.view(-1)[self.active] = values
+        return v
+
+    def average(self, g: Tensor) -> Tensor:
+        """``g`` (R, n) minus its average over each block (0 on singletons), in g's dtype."""
+        ga = self.take(g).to(torch.float64)
+        avg = _segment_sums(ga, self.length) / self.length.to(torch.float64)
+        centred = (ga - avg.repeat_interleave(self.length)).to(g.dtype)
+        if self.active is None:
+            return centred.view_as(g)
+        out = torch.zeros_like(g)
+        out.view(-1)[self.active] = centred
+        return out
+
+    def block_ids(self, R: int, n: int) -> Tensor:
+        """The 0-based block index of each position within its row, (R, n) int64."""
+        first = torch.ones(R * n, dtype=torch.bool, device=self.length.device)
+        starts = torch.cumsum(self.length, 0) - self.length
+        if self.active is None:
+            first.fill_(False)
+            first[starts] = True
+        else:
+            first[self.active] = False
+            first[self.active[starts]] = True
+        return first.view(R, n).cumsum(1) - 1
+
+
+def _pool_adjacent_violators(rows, data: Tensor, first_keep: Tensor, mean_fn, max_rounds: int | None) -> _Fit:
+    """The block structure of the non-increasing isotonic fit of rows y (R, n).
 
     Parameters
     ----------
-    data : Tensor (R, n)
-        The values whose block sums ``mean_fn`` turns into block means of the fitted sequence.
+    rows : callable () -> Tensor (R, n), float64
+        The rows y being fitted, asked for only when they are split first (when few neighboring
+        pairs violate the order; see the comment above ``_Blocks``).
+    data : Tensor (R, n), float64
+        The values whose block sums ``mean_fn`` turns into block means of ``y``.
     first_keep : bool Tensor (R, n)
         False where position i must be pooled with i - 1 (a violation between singletons);
         column 0 is True.
     mean_fn : callable ``(total, start, length) -> mean`` on (K,) tensors, float64
     max_rounds : int or None
         Compacting rounds before the linked-list phase; None: while a round removes at least
-        a tenth of the blocks. Every choice gives the same fit (only the time differs).
+        a tenth of the blocks, or while fewer than ``_LINKS_ABOVE`` blocks are left. Every
+        choice gives the same fit (only the time differs).
     """
     R, n = data.shape
-    row, start = first_keep.nonzero(as_tuple=True)
-    flat = row * n + start
-    length = torch.diff(flat, append=flat.new_full((1,), R * n))
-    blocks = _Blocks(row, start, length, _segment_sums(data, length))
+    if (~first_keep).sum() <= _SPLIT_BELOW * R * n:
+        y = rows()
+        split = _split_points(y)
+        starts_segment = split[:, :n]
+        active = ~(starts_segment & split[:, 1:])  # not a singleton between two splits
+        active_flat = active.view(-1).nonzero().view(-1)
+        if len(active_flat) == 0:
+            return _Fit(active_flat, active_flat, data.new_zeros(0, dtype=torch.float64))
+        # a segment start never violates with its predecessor, so first_keep holds there
+        # already; or-ing it in only guards against rounding between the two tests
+        first = (first_keep | starts_segment).view(-1)[active_flat]
+        active_data = data.reshape(-1)[active_flat]
+    else:  # most positions pool: splitting would not save work
+        active_flat, first, active_data = None, first_keep.reshape(-1), data.reshape(-1)
+    head = first.nonzero().view(-1)
+    length = torch.diff(head, append=head.new_full((1,), len(first)))
+    flat = head if active_flat is None else active_flat[head]
+    total = _segment_sums(active_data, length)
+    blocks = _Blocks(flat // n, flat % n, length, total)
     rounds = 0
-    while max_rounds is None or rounds < max_rounds:
+    while len(blocks.row) and (max_rounds is None or rounds < max_rounds):
         K = len(blocks.row)
         blocks, merged = _merge_violators(blocks, mean_fn(blocks.total, blocks.start, blocks.length))
         if not merged:
-            return blocks
-        rounds += 1
-        if max_rounds is None and len(blocks.row) > 0.9 * K:
             break
-    return _merge_along_links(blocks, mean_fn)
+        rounds += 1
+        if max_rounds is None and K > _LINKS_ABOVE and len(blocks.row) > 0.9 * K:
+            blocks = _merge_along_links(blocks, mean_fn)
+            break
+    else:  # the rounds ran out (or nothing is active)
+        if len(blocks.row):
+            blocks = _merge_along_links(blocks, mean_fn)
+    return _Fit(active_flat, blocks.length, mean_fn(blocks.total, blocks.start, blocks.length))
+
+
+def _block_mean(total: Tensor, start: Tensor, length: Tensor) -> Tensor:
+    return total / length.to(torch.float64)
+
 
 def isotonic_decreasing(y: Tensor, max_rounds: int | None = None) -> tuple[Tensor, Tensor]:
     r"""Row-wise isotonic regression with a non-increasing constraint, by pool-adjacent-violators.
@@ -174,8 +257,9 @@ def isotonic_decreasing(y: Tensor, max_rounds: int | None = None) -> tuple[Tenso
     .. math:: v^\star = \arg\min_{v_1 \ge v_2 \ge \dots \ge v_n} \tfrac12 \|v - y\|^2 ,
 
     whose solution is constant on contiguous blocks, each holding the mean of ``y`` over it.
-    Pure torch on the device of ``y``: parallel pooling rounds, then a linked list of the blocks
-    for chains of merges that cascade (see the comment above ``_Blocks``).
+    Pure torch on the device of ``y``: rows split where the fit must split, then parallel
+    pooling rounds, then a linked list of the blocks for chains of merges that cascade (see the
+    comment above ``_Blocks``).
 
     Parameters
     ----------
@@ -199,10 +283,8 @@ def isotonic_decreasing(y: Tensor, max_rounds: int | None = None) -> tuple[Tenso
     y64 = y.to(torch.float64)
     keep = torch.ones(R, n, dtype=torch.bool, device=y.device)
     keep[:, 1:] = y64[:, :-1] >= y64[:, 1:]
-    blocks = _pool_adjacent_violators(y64, keep, lambda total, start, length: total / length.to(torch.float64), max_rounds)
-    block = blocks.block_ids(R, n)
-    mean = blocks.per_row(blocks.total / blocks.length.to(torch.float64), R)
-    return mean.gather(1, block), block
+    fit = _pool_adjacent_violators(lambda: y64, y64, keep, _block_mean, max_rounds)
+    return fit.fill(y64.clone()), fit.block_ids(R, n)
 
 
 class _SoftRankFunction(torch.autograd.Function):
@@ -210,23 +292,19 @@ class _SoftRankFunction(torch.autograd.Function):
 
     With ``z = x / eps`` sorted descending (permutation ``p``), ``w = (n, ..., 1)`` and ``v`` the
     isotonic fit of ``z_p - w``, the projection is ``z_p - v``. The Jacobian of ``v`` is the
-    block-averaging matrix ``B`` (symmetric), so the VJP is ``(g_p - B g_p)`` un-permuted, / eps.
+    block-averaging matrix ``B`` (symmetric), so the VJP is ``(g_p - B g_p)`` un-permuted, / eps;
+    it is 0 on singleton blocks, so only the pooled positions are touched.
 
-    Everything stays on the device of ``x``. Block sums are taken by ``segment_reduce`` in the
-    dtype of ``x`` (each block summed on its own, so no cancellation between blocks) and the
-    block means are formed in float64; the output is ``z_p - v`` in the dtype of ``x``, or in
-    float64 when ``|z|`` is so large against ``n`` that the subtraction would lose digits.
+    Everything stays on the device of ``x``. Block sums and means are taken in float64 (each
+    block summed on its own, so no cancellation between blocks) and the output is ``z_p - v``
+    formed in float64, then cast to the dtype of ``x``.
     """
 
     @staticmethod
     def forward(ctx, x, eps):
         R, n = x.shape
         s, perm = torch.sort(x, dim=1, descending=True, stable=True)
-        # block sums and z_p - v in x's dtype, unless |z| is so far above the ranks' scale n that
-        # x's precision would show in the ranks: then in float64
-        zmax = float(torch.maximum(s[:, 0].abs().max(), s[:, -1].abs().max())) / eps
-        if zmax > 4.0 * n and x.dtype != torch.float64:
-            s = s.to(torch.float64)
+        s64 = s.to(torch.float64)
         keep = torch.ones(R, n, dtype=torch.bool, device=x.device)
         # singletons i and i + 1 violate the order iff z_i - (n - i) < z_{i+1} - (n - i - 1)
         keep[:, 1:] = (s[:, :-1] - s[:, 1:]) >= eps
@@ -236,23 +314,31 @@ class _SoftRankFunction(torch.autograd.Function):
             length = length.to(torch.float64)
             return total / (eps * length) - ((n - start).to(torch.float64) - (length - 1.0) / 2.0)
 
-        blocks = _pool_adjacent_violators(s, keep, mean_fn, _MAX_ROUNDS)
-        block = blocks.block_ids(R, n)
-        v = blocks.per_row(mean_fn(blocks.total, blocks.start, blocks.length), R).to(s.dtype)
-        out_sorted = (s / eps if eps != 1.0 else s) - v.gather(1, block)
-        out = torch.empty_like(out_sorted).scatter_(1, perm, out_sorted).to(x.dtype)
-        ctx.save_for_backward(perm, block, blocks.row, blocks.length)
+        def rows():  # z - w, float64
+            w = torch.arange(n, 0, -1, dtype=torch.float64, device=x.device)
+            return (s64 / eps if eps != 1.0 else s64.clone()).sub_(w)
+
+        fit = _pool_adjacent_violators(rows, s64, keep, mean_fn, _MAX_ROUNDS)
+        if fit.active is None:  # every position pooled: z - v in x's dtype, unless |z| >> n
+            v = fit.mean.repeat_interleave(fit.length).view(R, n)
+            zmax = float(torch.maximum(s[:, 0].abs().max(), s[:, -1].abs().max())) / eps
+            dtype = torch.float64 if zmax > 4.0 * n else x.dtype
+            out_sorted = ((s.to(dtype) / eps if eps != 1.0 else s.to(dtype)) - v.to(dtype)).to(x.dtype)
+        else:  # singletons give z - y = w; pooled blocks z - v; in float64
+            out_sorted = torch.arange(n, 0, -1, dtype=x.dtype, device=x.device).repeat(R, 1)
+            z_pooled = fit.take(s64) / eps
+            out_sorted.view(-1)[fit.active] = (z_pooled - fit.mean.repeat_interleave(fit.length)).to(x.dtype)
+        out = torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
+        ctx.save_for_backward(perm, fit.length, *(() if fit.active is None else (fit.active,)))
         ctx.eps = eps
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        perm, block, row, length = ctx.saved_tensors
-        R, n = grad.shape
+        perm, length, *active = ctx.saved_tensors
         gs = grad.gather(1, perm)
-        avg = _per_row(row, _segment_sums(gs, length) / length.to(torch.float64), R).to(grad.dtype)
-        gx_sorted = gs.sub_(avg.gather(1, block))
+        gx_sorted = _Fit(active[0] if active else None, length, None).average(gs)
         if ctx.eps != 1.0:
             gx_sorted.div_(ctx.eps)
         return torch.empty_like(gx_sorted).scatter_(1, perm, gx_sorted), None

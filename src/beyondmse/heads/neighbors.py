@@ -87,6 +87,20 @@ def _masked_log_weight_logits(sim: Tensor, w: Tensor, keep: Tensor | None = None
     return torch.where(ok, sim + torch.log(w.clamp_min(tiny)), torch.full_like(sim, _neg_big(sim.dtype)))
 
 
+def _off_diagonal(a: Tensor) -> Tensor:
+    """The entries ``j != i`` of a square ``a`` (n, n), row by row: (n, n - 1). A strided view
+    and one copy (a boolean mask would cost a ``nonzero`` over n^2 entries); differentiable."""
+    n = a.shape[0]
+    return a.reshape(-1)[1:].reshape(n - 1, n + 1)[:, :-1].reshape(n, n - 1)
+
+
+def _with_zero_diagonal(b: Tensor) -> Tensor:
+    """The inverse of :func:`_off_diagonal`: (n, n - 1) -> (n, n) with zeros on the diagonal."""
+    n = b.shape[0]
+    padded = F.pad(b.reshape(n - 1, n), (0, 1)).reshape(-1)
+    return F.pad(padded, (1, 0)).view(n, n)
+
+
 def _range_floor(dtype: torch.dtype) -> float:
     # floor on the min-max range: avoids 0/0 for a row of identical similarities while keeping
     # the normalisation's gradient bounded
@@ -807,23 +821,18 @@ class DiffKNN(_NeighborHead):
 
     def neighbor_weights(self, z: Tensor) -> Tensor:
         """Training-time weights ``p`` (N, N) over the rest of the batch (diagonal = 0)."""
-        n = z.shape[0]
-        p_others, cols = self._others_weights(z)
-        return torch.zeros(n, n, dtype=p_others.dtype, device=z.device).scatter(1, cols, p_others)
+        return _with_zero_diagonal(self._others_weights(z))
 
-    def _others_weights(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Weights over the N - 1 other samples (N, N - 1) and their column indices (N, N - 1)."""
+    def _others_weights(self, z: Tensor) -> Tensor:
+        """Weights over the N - 1 other samples (N, N - 1), in batch order without self."""
         n = z.shape[0]
-        sim = self.similarity(z, z)
-        off = ~torch.eye(n, dtype=torch.bool, device=z.device)
-        cols = torch.arange(n, device=z.device).expand(n, n)[off].view(n, n - 1)
-        s = sim[off].view(n, n - 1)
+        s = _off_diagonal(self.similarity(z, z))
         ranks = self._soft_ranks(s)
         k = self._k(z, n - 1)
         best = ranks.min(1, keepdim=True).values.detach()
         k = torch.minimum(torch.maximum(k, best + 1e-3), torch.full_like(k, float(n - 1)))
         w = knn_step_weights(ranks, k, n - 1, self.q, self.t)
-        return torch.softmax(_masked_log_weight_logits(s, w), dim=-1), cols
+        return torch.softmax(_masked_log_weight_logits(s, w), dim=-1)
 
     def _candidates(self, zq: Tensor, mz: Tensor) -> tuple[Tensor, Tensor]:
         """Inference weights over each query's candidates (Q, K) and their memory indices (Q, K)."""
