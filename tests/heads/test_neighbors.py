@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from beyondmse.heads import NCA, DiffKNN, Linear
-from beyondmse.heads.neighbors import knn_step_weights
+from beyondmse.heads.neighbors import knn_step_logits, knn_step_weights
 from beyondmse.heads.softstep_params import GlobalSoftStep, InstanceSoftStep
 from beyondmse.normalizers import Sparsemax, make_normalizer
 from beyondmse.similarity import RBF, Cosine, NegL2, make_similarity
@@ -128,6 +128,50 @@ def test_knn_step_weights_shape():
     assert (w[0, :4] == 1).all() and (w[0, 7:] == 0).all()
     assert ((w[0, 4:7] > 0) & (w[0, 4:7] < 1)).all()
     assert (w[0, 4:7].diff() < 0).all()
+
+
+def _knn_step_logits_by_definition(sim, ranks, k, q, t):
+    # Algorithm 1's SOFTKSTEP written out: w = 1 up to k, 0 from k + q, and in between
+    # (k + q - r)^(1/t) / ((k + q - r)^(1/t) + (r - k)^(1/t)); logit = sim + log w where w > 0
+    a, b = (k + q - ranks), (ranks - k)
+    inside = (a > 0) & (b > 0)
+    pa, pb = a.clamp_min(0) ** (1 / t), b.clamp_min(0) ** (1 / t)
+    w = torch.where(b <= 0, torch.ones_like(sim), torch.where(inside, pa / (pa + pb), torch.zeros_like(sim)))
+    return torch.where(w > 0, sim + torch.log(w.clamp_min(1e-300)), torch.full_like(sim, torch.finfo(sim.dtype).min))
+
+
+@pytest.mark.parametrize("instance", [False, True])
+def test_knn_step_logits_match_the_definition_and_gradcheck(instance):
+    torch.manual_seed(1)
+    Q, n = 6, 15
+    sim = torch.randn(Q, n, dtype=torch.float64, requires_grad=True)
+    ranks = (torch.rand(Q, n, dtype=torch.float64) * n).requires_grad_()
+    k = (torch.rand(Q if instance else 1, 1, dtype=torch.float64) * 8 + 1).requires_grad_()
+    out = knn_step_logits(sim, ranks, k, n, q=4.0, t=0.75)
+    ref = _knn_step_logits_by_definition(sim, ranks, k, 4.0, 0.75)
+    torch.testing.assert_close(torch.softmax(out, -1), torch.softmax(ref, -1), atol=1e-12, rtol=0)
+    g = torch.randn(Q, n, dtype=torch.float64)
+    got = torch.autograd.grad((torch.softmax(out, -1) * g).sum(), (sim, ranks, k))
+    want = torch.autograd.grad((torch.softmax(ref, -1) * g).sum(), (sim, ranks, k))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+    assert got[2].abs().sum() > 0  # k receives a gradient
+    assert torch.autograd.gradcheck(lambda s, r, kk: knn_step_logits(s, r, kk, n, 4.0, 0.75).clamp_min(-1e3),
+                                    (sim, ranks, k))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_knn_step_logits_finite_at_the_edges(dtype):
+    # ranks exactly at k and k + q, a hair inside, and far outside: finite logits, finite gradients
+    k = torch.tensor([[3.0]], dtype=dtype, requires_grad=True)
+    tiny = torch.finfo(dtype).tiny
+    r = torch.tensor([[0.0, 3.0, 3.0 + 1e-6, 3.0 + 2 * tiny, 7.0 - 1e-6, 7.0, 9.0]], dtype=dtype, requires_grad=True)
+    sim = torch.zeros_like(r, requires_grad=True)
+    p = torch.softmax(knn_step_logits(sim, r, k, 9, q=4.0, t=0.75), -1)
+    assert torch.isfinite(p).all() and p[0, -2:].eq(0).all()
+    (p * torch.arange(7, dtype=dtype)).sum().backward()
+    for x in (sim, r, k):
+        assert torch.isfinite(x.grad).all()
 
 
 # ----------------------------------------------------------------------------- inference

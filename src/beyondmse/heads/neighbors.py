@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ..checks import check_head_inputs
 from ..distributions import Mixture, TargetGrid
@@ -61,7 +62,7 @@ from .base import Head, LossOutput
 from .faiss_search import FAISS_MISSING, RADIUS_MARGIN, MemoryIndex, faiss_available, padded_candidates
 from .softstep_params import DEFAULT_INIT, KFraction, SoftStepParams, make_softstep_params
 
-__all__ = ["NCA", "DiffKNN", "knn_step_weights", "expected_subset_min"]
+__all__ = ["NCA", "DiffKNN", "knn_step_weights", "knn_step_logits", "expected_subset_min"]
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -156,6 +157,71 @@ def knn_step_weights(ranks: Tensor, k: Tensor | float, n_neighbors: int, q: floa
     if not bool((q > 0).all()):
         raise ValueError(f"q must be > 0, got {q}")
     return softstep(-ranks, -(k + q), -k, t)
+
+
+class _KnnStepLogits(torch.autograd.Function):
+    """``sim + log w(ranks; k, q, t)`` (:func:`knn_step_weights`) in one node, ``finfo.min`` where
+    ``w = 0``, with a closed-form backward instead of autograd through SoftStep, the log and a
+    mask (each a full (Q, n) temporary).
+
+    With ``a = k + q - r`` and ``b = r - k``, inside the transition (``a, b > 0``)
+    ``log w = logsigmoid(x)``, ``x = (log a - log b) / t``, so ``d log w / dr = -(1 - w)(1/a + 1/b) / t``
+    and ``d log w / dk = -d log w / dr``; ``log w = 0`` for ``r <= k`` and the logit is a
+    constant for ``r >= k + q`` (no gradient). ``a`` and ``b`` are floored at ``finfo.tiny`` in
+    the backward, so an entry at the edge of the transition gives a finite (if large) factor
+    that meets a softmax gradient of about ``w`` there.
+    """
+
+    @staticmethod
+    def forward(ctx, sim, ranks, k, q, t):
+        tiny = torch.finfo(sim.dtype).tiny
+        a = (k + q) - ranks
+        b = ranks - k
+        inside = (a > 0) & (b > 0)
+        kept = b <= 0  # rank at most k: full weight
+        x = torch.where(inside, a.clamp_min(tiny).log_().sub_(b.clamp_min(tiny).log_()).div_(t), 0.0)
+        logits = torch.where(inside, F.logsigmoid(x).add_(sim), torch.where(kept, sim, _neg_big(sim.dtype)))
+        one_minus_w = torch.sigmoid(x.neg_()).masked_fill_(~inside, 0.0)
+        coef = one_minus_w.div_(t).mul_(a.clamp_min_(tiny).reciprocal_().add_(b.clamp_min_(tiny).reciprocal_()))
+        coef.masked_fill_(~inside, 0.0)  # d log w / dk, (Q, n)
+        ctx.save_for_backward(coef, inside | kept)
+        ctx.k_shape = k.shape
+        return logits
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        coef, live = ctx.saved_tensors
+        g_sim = torch.where(live, grad, 0.0) if ctx.needs_input_grad[0] else None
+        g_k_full = grad * coef  # 0 wherever coef is
+        g_ranks = -g_k_full if ctx.needs_input_grad[1] else None
+        g_k = g_k_full.sum_to_size(ctx.k_shape) if ctx.needs_input_grad[2] else None
+        return g_sim, g_ranks, g_k, None, None
+
+
+def knn_step_logits(sim: Tensor, ranks: Tensor, k: Tensor | float, n_neighbors: int, q: float | Tensor = 4.0,
+                    t: float = 0.75) -> Tensor:
+    """``sim + log knn_step_weights(ranks, k, ...)`` where the weight is positive and
+    ``finfo.min`` where it is 0: the logits DiffKNN's softmax takes (Algorithm 1), (Q, n).
+
+    Same arguments and checks as :func:`knn_step_weights`; ``sim`` has the shape of ``ranks``.
+    Where the weight underflows (deep in the transition) the logit stays finite instead of
+    dropping to ``finfo.min``: the difference in the softmax is below ``finfo.tiny``.
+    """
+    if not isinstance(k, Tensor):
+        k = torch.as_tensor(float(k), dtype=ranks.dtype, device=ranks.device)
+    if bool((k > n_neighbors).any()):
+        raise ValueError(f"k = {float(k.max()):.4g} is larger than the neighbor set ({n_neighbors} neighbors)")
+    if bool((k < 0).any()):
+        raise ValueError(f"k must be >= 0, got {float(k.min()):.4g}")
+    if isinstance(q, Tensor):
+        if not bool((q > 0).all()):
+            raise ValueError(f"q must be > 0, got {q}")
+    elif not q > 0:
+        raise ValueError(f"q must be > 0, got {q}")
+    if not t > 0:
+        raise ValueError(f"t must be > 0, got {t}")
+    return _KnnStepLogits.apply(sim, ranks, k.to(ranks.dtype), q, float(t))
 
 
 def expected_subset_min(sorted_low: Tensor, total: int, subset: int) -> Tensor:
@@ -831,8 +897,7 @@ class DiffKNN(_NeighborHead):
         k = self._k(z, n - 1)
         best = ranks.min(1, keepdim=True).values.detach()
         k = torch.minimum(torch.maximum(k, best + 1e-3), torch.full_like(k, float(n - 1)))
-        w = knn_step_weights(ranks, k, n - 1, self.q, self.t)
-        return torch.softmax(_masked_log_weight_logits(s, w), dim=-1)
+        return torch.softmax(knn_step_logits(s, ranks, k, n - 1, self.q, self.t), dim=-1)
 
     def _candidates(self, zq: Tensor, mz: Tensor) -> tuple[Tensor, Tensor]:
         """Inference weights over each query's candidates (Q, K) and their memory indices (Q, K)."""
@@ -850,8 +915,7 @@ class DiffKNN(_NeighborHead):
         else:
             top, idx = streaming_topk(lambda a, b: self.similarity(zq, mz[a:b]), M, K, self.chunk_size)
         ranks = torch.arange(K, dtype=zq.dtype, device=zq.device).expand_as(top)
-        w = knn_step_weights(ranks, k.clamp_max(float(M)), M, q, self.t)
-        return torch.softmax(_masked_log_weight_logits(top, w), dim=-1), idx
+        return torch.softmax(knn_step_logits(top, ranks, k.clamp_max(float(M)), M, q, self.t), dim=-1), idx
 
     def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
         p, idx = self._candidates(zq, mz)
