@@ -202,6 +202,32 @@ def test_training_and_inference_agree_on_the_same_neighbor_set(name):
     torch.testing.assert_close(torch.cat(infer), train_pred, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_inference_is_the_same_in_any_block_layout(name, monkeypatch):
+    # the memory bank in one block per query block (the default when it fits BLOCK_ELEMENTS)
+    # and streamed in small memory chunks and small query blocks give the same predictions
+    import beyondmse.functional.streaming as streaming
+    import beyondmse.heads.neighbors as neighbors
+
+    head = CONFIGS[name](4).double()
+    randomize_(head, 3, scale=0.4)
+    g = torch.Generator().manual_seed(9)
+    head.fit_memory(torch.randn(300, 4, generator=g, dtype=torch.float64),
+                    torch.rand(300, 1, generator=g, dtype=torch.float64))
+    head._note_neighbor_set(63)
+    zq = torch.randn(70, 4, generator=g, dtype=torch.float64)
+    head.eval()
+    with torch.no_grad():
+        whole, weights = head(zq), head.inference_weights(zq)
+        for block, chunk in ((100, 7), (5000, 50)):  # streamed one query at a time; 16 queries a block
+            monkeypatch.setattr(neighbors, "BLOCK_ELEMENTS", block)
+            monkeypatch.setattr(streaming, "BLOCK_ELEMENTS", block)
+            head.chunk_size, head.query_chunk_size = chunk, 64
+            torch.testing.assert_close(head(zq), whole, rtol=1e-12, atol=1e-12)
+            # all 70 queries at once: DiffKNN splits them into blocks of whole memory rows
+            torch.testing.assert_close(head.inference_weights(zq), weights, rtol=1e-12, atol=1e-12)
+
+
 def dknn_same_set_gap(kind, rank_strength, n=256, d=4):
     """Largest |training-mode - inference| prediction of a fixed DiffKNN when each query's
     memory bank is the rest of its own batch of ``n`` (the same neighbor set in both modes)."""

@@ -18,6 +18,11 @@ __all__ = ["ScoreFn", "chunk_ranges", "streaming_row_min_max", "streaming_softma
 #: a score matrix (Q, n) given block-wise: ``scores(start, stop) -> Tensor (Q, stop - start)``
 ScoreFn = Callable[[int, int], Tensor]
 
+#: score-block size (entries) that a top-k may widen its neighbor chunks to: merging a running
+#: top k with a new block costs a top-k over both, so fewer, wider blocks are faster (the whole
+#: row at once is fastest); 2^22 entries are 16 MB of float32, the default 1,024 x 4,096 block
+BLOCK_ELEMENTS = 2**22
+
 
 def chunk_ranges(n: int, size: int) -> Iterator[tuple[int, int]]:
     """``(start, stop)`` pairs covering ``range(n)`` in blocks of ``size``."""
@@ -73,13 +78,22 @@ def streaming_softmax_average(logits: ScoreFn, values: Tensor, chunk: int) -> Te
     return num / den[:, None]
 
 
-def streaming_topk(scores: ScoreFn, n: int, k: int, chunk: int) -> tuple[Tensor, Tensor]:
+def streaming_topk(scores: ScoreFn, n: int, k: int, chunk: int, rows: int | None = None) -> tuple[Tensor, Tensor]:
     """Largest ``k`` scores per row (values and column indices, descending) of a (Q, n) matrix
-    given block-wise; memory O(Q (k + chunk))."""
+    given block-wise; memory O(Q k + max(Q chunk, BLOCK_ELEMENTS)).
+
+    With ``rows`` (= Q) given, the blocks are widened to ``BLOCK_ELEMENTS / Q`` columns when
+    that is more than ``chunk`` (each merge of the running top k with a block is a top-k over
+    both, so fewer blocks are faster); ``Q <= BLOCK_ELEMENTS / n`` gives one block, no merge.
+    """
     k = min(k, n)
+    if rows:
+        chunk = max(chunk, BLOCK_ELEMENTS // rows)
     best_v = best_i = None
     for start, stop in chunk_ranges(n, chunk):
         s = scores(start, stop)
+        if best_v is None and stop == n:  # the whole row at once
+            return s.topk(k, dim=1)
         idx = torch.arange(start, stop, device=s.device).expand_as(s)
         if best_v is not None:
             s, idx = torch.cat([best_v, s], 1), torch.cat([best_i, idx], 1)

@@ -55,7 +55,7 @@ from ..checks import check_head_inputs
 from ..distributions import Mixture, TargetGrid
 from ..functional.rank import soft_rank
 from ..functional.softstep import _softstep_bounds, softstep, softstep_logits
-from ..functional.streaming import ScoreFn, chunk_ranges, streaming_row_min_max, streaming_topk
+from ..functional.streaming import BLOCK_ELEMENTS, ScoreFn, chunk_ranges, streaming_row_min_max, streaming_topk
 from ..normalizers import Normalizer, Softmax
 from ..similarity import NegL2, NegSquaredL2, Similarity
 from .base import Head, LossOutput
@@ -386,8 +386,11 @@ class _NeighborHead(Head):
         self._check_query(z)
         mz = self.memory_z.to(z.dtype)
         my = self.memory_y.to(z.dtype)
-        outs = [self._predict_chunk(z[i:i + self.query_chunk_size], mz, my)
-                for i in range(0, z.shape[0], self.query_chunk_size)]
+        # queries in blocks whose similarity rows over the whole memory fit BLOCK_ELEMENTS (at
+        # most query_chunk_size): each block's row statistics, top-k and weights are then
+        # one pass over a block computed once, not a stream of memory chunks
+        rows = min(self.query_chunk_size, max(1, BLOCK_ELEMENTS // max(mz.shape[0], 1)))
+        outs = [self._predict_chunk(z[i:i + rows], mz, my) for i in range(0, z.shape[0], rows)]
         if not outs:
             return z.new_zeros(0, self.target_dim)
         return torch.cat(outs)
@@ -639,21 +642,26 @@ class NCA(_NeighborHead):
     def _logit_fn(self, zq: Tensor, mz: Tensor) -> ScoreFn:
         """The inference logits of queries ``zq`` over the memory ``mz``, block-wise."""
         n = mz.shape[0]
+        if zq.shape[0] * n <= BLOCK_ELEMENTS:  # small enough: compute the block once, reuse it
+            block = self.similarity(zq, mz)
 
-        def sims(start: int, stop: int) -> Tensor:
-            return self.similarity(zq, mz[start:stop])
+            def sims(start: int, stop: int) -> Tensor:
+                return block[:, start:stop]
+        else:
+            def sims(start: int, stop: int) -> Tensor:
+                return self.similarity(zq, mz[start:stop])
 
         if self.softstep is None:
             return sims
-        _, top = streaming_row_min_max(sims, n, self.chunk_size)
+        _, top = streaming_row_min_max(sims, n, self._chunk_for(zq, n))
         self_sim = self.similarity(zq, zq).diagonal()
         hi = torch.maximum(self_sim, top)
         subset = self._train_set_size(n)
         if subset >= n:
-            low, _ = streaming_row_min_max(sims, n, self.chunk_size)
+            low, _ = streaming_row_min_max(sims, n, self._chunk_for(zq, n))
         else:
             k = _subset_min_candidates(n, subset)
-            neg_low, _ = streaming_topk(lambda a, b: -sims(a, b), n, k, self.chunk_size)
+            neg_low, _ = streaming_topk(lambda a, b: -sims(a, b), n, k, self._chunk_for(zq, n))
             low = expected_subset_min(-neg_low, n, subset)
         lo = torch.minimum(self_sim, low)
         params = self.softstep(zq)
@@ -664,10 +672,15 @@ class NCA(_NeighborHead):
 
         return logits
 
+    def _chunk_for(self, zq: Tensor, n: int) -> int:
+        """Memory chunk for the streaming passes over ``zq``'s rows: the whole memory when the
+        block fits ``BLOCK_ELEMENTS`` (``_logit_fn`` then holds it), else ``chunk_size``."""
+        return n if zq.shape[0] * n <= BLOCK_ELEMENTS else self.chunk_size
+
     def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
         if self.search == "faiss":
             return self._faiss_predict(zq, mz, my) if self.softstep is not None else self._faiss_top_k(zq, mz, my)
-        return self.normalizer.average(self._logit_fn(zq, mz), my, self.chunk_size)
+        return self.normalizer.average(self._logit_fn(zq, mz), my, self._chunk_for(zq, mz.shape[0]))
 
     def _faiss_top_k(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
         """Plain softmax NCA on each query's ``search_k`` nearest points. Every dropped point is
@@ -913,9 +926,19 @@ class DiffKNN(_NeighborHead):
             top, order = self._candidate_sims(zq, mz, idx).topk(K, dim=1)
             idx = idx.gather(1, order)
         else:
-            top, idx = streaming_topk(lambda a, b: self.similarity(zq, mz[a:b]), M, K, self.chunk_size)
+            top, idx = self._dense_top(zq, mz, K)
         ranks = torch.arange(K, dtype=zq.dtype, device=zq.device).expand_as(top)
         return torch.softmax(knn_step_logits(top, ranks, k.clamp_max(float(M)), M, q, self.t), dim=-1), idx
+
+    def _dense_top(self, zq: Tensor, mz: Tensor, K: int) -> tuple[Tensor, Tensor]:
+        """The K most similar stored points of each query, (Q, K) values and indices, descending.
+        With K above a chunk, the queries go in blocks small enough for whole memory rows
+        (``BLOCK_ELEMENTS``): one top-k per row instead of merging a wide running top k."""
+        M = mz.shape[0]
+        rows = max(1, BLOCK_ELEMENTS // M) if K > self.chunk_size else zq.shape[0]
+        parts = [streaming_topk(lambda a, b, q=zq[i:i + rows]: self.similarity(q, mz[a:b]), M, K, self.chunk_size,
+                                rows=min(rows, zq.shape[0] - i)) for i in range(0, zq.shape[0], rows)]
+        return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
 
     def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
         p, idx = self._candidates(zq, mz)
