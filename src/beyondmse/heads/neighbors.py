@@ -389,11 +389,18 @@ class _NeighborHead(Head):
         # queries in blocks whose similarity rows over the whole memory fit BLOCK_ELEMENTS (at
         # most query_chunk_size): each block's row statistics, top-k and weights are then
         # one pass over a block computed once, not a stream of memory chunks
-        rows = min(self.query_chunk_size, max(1, BLOCK_ELEMENTS // max(mz.shape[0], 1)))
+        rows = self._query_rows(mz.shape[0])
         outs = [self._predict_chunk(z[i:i + rows], mz, my) for i in range(0, z.shape[0], rows)]
         if not outs:
             return z.new_zeros(0, self.target_dim)
         return torch.cat(outs)
+
+    def _query_rows(self, M: int) -> int:
+        """Queries per inference block: as many whole memory rows as fit ``BLOCK_ELEMENTS`` (at
+        most ``query_chunk_size``), or ``query_chunk_size`` with streamed memory chunks when
+        fewer than 8 rows would fit (a long bank: per-row blocks would cost more in overhead)."""
+        fit = BLOCK_ELEMENTS // max(M, 1)
+        return min(self.query_chunk_size, fit) if fit >= 8 else self.query_chunk_size
 
     def inference_weights(self, z: Tensor) -> Tensor:
         """Dense inference weights ``(Q, M)`` over the memory bank (rows sum to 1), for
@@ -673,14 +680,18 @@ class NCA(_NeighborHead):
         return logits
 
     def _chunk_for(self, zq: Tensor, n: int) -> int:
-        """Memory chunk for the streaming passes over ``zq``'s rows: the whole memory when the
+        """Memory chunk for the row statistics of ``zq``'s rows: the whole memory when the
         block fits ``BLOCK_ELEMENTS`` (``_logit_fn`` then holds it), else ``chunk_size``."""
         return n if zq.shape[0] * n <= BLOCK_ELEMENTS else self.chunk_size
 
     def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
         if self.search == "faiss":
             return self._faiss_predict(zq, mz, my) if self.softstep is not None else self._faiss_top_k(zq, mz, my)
-        return self.normalizer.average(self._logit_fn(zq, mz), my, self._chunk_for(zq, mz.shape[0]))
+        # the weights in pieces of the configured block size (query_chunk_size x chunk_size
+        # entries) even when fewer queries hold whole memory rows: the elementwise SoftStep
+        # passes then run on the same cache-sized pieces, in as few Python steps
+        chunk = max(self.chunk_size, self.query_chunk_size * self.chunk_size // max(zq.shape[0], 1))
+        return self.normalizer.average(self._logit_fn(zq, mz), my, chunk)
 
     def _faiss_top_k(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
         """Plain softmax NCA on each query's ``search_k`` nearest points. Every dropped point is
@@ -935,7 +946,7 @@ class DiffKNN(_NeighborHead):
         With K above a chunk, the queries go in blocks small enough for whole memory rows
         (``BLOCK_ELEMENTS``): one top-k per row instead of merging a wide running top k."""
         M = mz.shape[0]
-        rows = max(1, BLOCK_ELEMENTS // M) if K > self.chunk_size else zq.shape[0]
+        rows = self._query_rows(M) if K > self.chunk_size else zq.shape[0]
         parts = [streaming_topk(lambda a, b, q=zq[i:i + rows]: self.similarity(q, mz[a:b]), M, K, self.chunk_size,
                                 rows=min(rows, zq.shape[0] - i)) for i in range(0, zq.shape[0], rows)]
         return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
