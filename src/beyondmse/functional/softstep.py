@@ -156,20 +156,25 @@ def _logits_forward(sim, lo, inv_rng, l, u, t):
     ``w = sigmoid(log((s - l) / (u - s)) / t)`` inside ``(l, u)``, 1 above, 0 below; the logit is
     ``sim + log w`` inside and above, ``finfo.min`` below (``log w = logsigmoid(x)``: where
     ``w`` itself would underflow to 0 the logit stays finite, far below the row's others).
+    Written for few passes over the (Q, n) block: ``x`` is formed from the raw ratio (its NaN
+    and inf outside ``(l, u)`` are never selected, then zeroed; inside, a subnormal end is
+    capped at ``log finfo.tiny``) and the logits by one nested ``where``. Returns ``logits, s, ab = (s - l)(u - s)`` (1 outside), ``x`` (0 outside),
+    ``1 - w`` (0 outside), ``inside`` and ``below`` (``s <= l``: no weight, no gradient).
     """
-    tiny = torch.finfo(sim.dtype).tiny
     s = (sim - lo).mul_(inv_rng)
     a = s - l  # s - l
     b = torch.sub(u, s)  # u - s
     inside = (a > 0).logical_and_(b > 0)
-    above = b <= 0
+    below = a <= 0  # u > l, so every entry is inside, below or above (b <= 0)
     outside = ~inside
-    x = torch.div(a.clamp_min(tiny), b.clamp_min(tiny)).log_().div_(t)
-    # log w = logsigmoid(x): no subnormal w (slow on CPUs) and no log of 0; below l, masked
-    logits = F.logsigmoid(x).add_(sim).masked_fill_(above, 0.0)
-    logits = torch.where(above, sim, logits).masked_fill_(outside & ~above, torch.finfo(sim.dtype).min)
+    log_tiny = math.log(torch.finfo(sim.dtype).tiny)  # |log((s - l) / (u - s))| capped as with a, b >= tiny
+    x = torch.div(a, b).log_().clamp_(log_tiny, -log_tiny).div_(t).masked_fill_(outside, 0.0)
+    # log w = logsigmoid(x): no subnormal w (slow on CPUs) and no log of 0
+    logits = torch.where(inside, F.logsigmoid(x).add_(sim),
+                         sim.masked_fill(below, torch.finfo(sim.dtype).min))
     one_minus_w = torch.sigmoid(x.neg()).masked_fill_(outside, 0.0)  # d log w / dx inside, 0 elsewhere
-    return logits, s, a, b, x, one_minus_w, inside, above
+    ab = a.mul_(b).masked_fill_(outside, 1.0)
+    return logits, s, ab, x, one_minus_w, inside, below
 
 
 class _SoftStepLogitsFunction(torch.autograd.Function):
@@ -189,13 +194,12 @@ class _SoftStepLogitsFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sim, lo, hi, top, l0, u0, t, index, eps, min_gap, exclude_diagonal):
         inv_rng, l, u = _softstep_bounds(lo, hi, top, l0, u0, eps, min_gap)
-        logits, s, a, b, x, one_minus_w, inside, above = _logits_forward(sim, lo, inv_rng, l, u, t)
+        logits, s, ab, x, one_minus_w, inside, below = _logits_forward(sim, lo, inv_rng, l, u, t)
         if exclude_diagonal:
             logits.diagonal().fill_(torch.finfo(sim.dtype).min)
             one_minus_w.diagonal().fill_(0.0)
-            inside.diagonal().fill_(False)
-            above.diagonal().fill_(False)
-        ctx.save_for_backward(s, a, b, x, one_minus_w, inside, above, lo, hi, top, l0, u0, t, *(index or ()))
+            below.diagonal().fill_(True)
+        ctx.save_for_backward(s, ab, x, one_minus_w, below, lo, hi, top, l0, u0, t, *(index or ()))
         ctx.has_index = index is not None
         ctx.eps, ctx.min_gap = eps, min_gap
         return logits
@@ -203,25 +207,28 @@ class _SoftStepLogitsFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        s, a, b, x, one_minus_w, inside, above, lo, hi, top, l0, u0, t, *index = ctx.saved_tensors
+        s, ab, x, one_minus_w, below, lo, hi, top, l0, u0, t, *index = ctx.saved_tensors
         with torch.enable_grad():
             leaves = [v.detach().requires_grad_() for v in (lo, hi, top, l0, u0)]
             inv_rng, l, u = _softstep_bounds(*leaves, ctx.eps, ctx.min_gap)
         inv, span = inv_rng.detach(), (u - l).detach()
         q = one_minus_w * grad  # G (1 - w), 0 outside (l, u)
-        h = q / (a * b).masked_fill_(~inside, 1.0)
+        h = q / ab  # 0 outside (ab = 1 there)
 
         def rowdot(p_, q_):
             return (p_ * q_).sum(1, keepdim=True)
 
-        g_l, g_u = -rowdot(h, b) / t, -rowdot(h, a) / t
+        # sum h (s - l) and sum h (u - s) from the two sums sum h s and sum h
+        h_sum, hs_sum = h.sum(1, keepdim=True), rowdot(h, s)
+        g_l = -(u.detach() * h_sum - hs_sum) / t
+        g_u = -(hs_sum - l.detach() * h_sum) / t
         g_t = -rowdot(q, x) / t
         del q
         row_s = span / t  # dL/ds = h (u - l) / t
-        g_inv = rowdot(h, s) * row_s / inv
-        g_lo_direct = -h.sum(1, keepdim=True) * row_s * inv
+        g_inv = hs_sum * row_s / inv
+        g_lo_direct = -h_sum * row_s * inv
         # sim enters directly (inside or above) and through s = (sim - lo) / range
-        grad_sim = grad.masked_fill(~(inside | above), 0.0).addcmul_(h, row_s * inv)
+        grad_sim = grad.masked_fill(below, 0.0).addcmul_(h, row_s * inv)
         need = [True, True, True, ctx.needs_input_grad[4], ctx.needs_input_grad[5]]
         wrt = [v for v, k in zip(leaves, need) if k]
         got = iter(torch.autograd.grad([inv_rng, l, u], wrt, [g_inv, g_l, g_u], allow_unused=True))
