@@ -156,9 +156,9 @@ def _logits_forward(sim, lo, inv_rng, l, u, t):
     ``w = sigmoid(log((s - l) / (u - s)) / t)`` inside ``(l, u)``, 1 above, 0 below; the logit is
     ``sim + log w`` inside and above, ``finfo.min`` below (``log w = logsigmoid(x)``: where
     ``w`` itself would underflow to 0 the logit stays finite, far below the row's others).
-    Written for few passes over the (Q, n) block: ``x`` is formed from the raw ratio (its NaN
-    and inf outside ``(l, u)`` are never selected, then zeroed; inside, a subnormal end is
-    capped at ``log finfo.tiny``) and the logits by one nested ``where``. Returns ``logits, s, ab = (s - l)(u - s)`` (1 outside), ``x`` (0 outside),
+    Written for few passes over the (Q, n) block: ``x`` is the log of the ratio inside ``(l, u)``
+    (a subnormal end capped at ``log finfo.tiny``) and 0 elsewhere, and the logits come from
+    one nested ``where``. Returns ``logits, s, ab = (s - l)(u - s)`` (1 outside), ``x`` (0 outside),
     ``1 - w`` (0 outside), ``inside`` and ``below`` (``s <= l``: no weight, no gradient).
     """
     s = (sim - lo).mul_(inv_rng)
@@ -168,7 +168,8 @@ def _logits_forward(sim, lo, inv_rng, l, u, t):
     below = a <= 0  # u > l, so every entry is inside, below or above (b <= 0)
     outside = ~inside
     log_tiny = math.log(torch.finfo(sim.dtype).tiny)  # |log((s - l) / (u - s))| capped as with a, b >= tiny
-    x = torch.div(a, b).log_().clamp_(log_tiny, -log_tiny).div_(t).masked_fill_(outside, 0.0)
+    # the ratio only inside (1 elsewhere: log 0, no NaN, whose slow path costs CPUs dearly)
+    x = torch.where(inside, a / b, 1.0).log_().clamp_(log_tiny, -log_tiny).div_(t)
     # log w = logsigmoid(x): no subnormal w (slow on CPUs) and no log of 0
     logits = torch.where(inside, F.logsigmoid(x).add_(sim),
                          sim.masked_fill(below, torch.finfo(sim.dtype).min))
