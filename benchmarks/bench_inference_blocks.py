@@ -6,10 +6,11 @@ The heads are set up as after training with batch 256 (neighbor set 255), so NCA
 takes the expected minimum of a 255-point subset (a top-k over the bank) and DiffKNN keeps
 ``k M / 255`` points; "untrained" NCA + SoftStep (the whole bank as neighbor set, as in
 bench_speed_targets.py's bank rows) has no top-k. The streamed layout is forced by a block
-size of 1 entry.
+size of 1 entry; whole rows are used when at least 64 queries fit a block, so a 200,000-point
+bank streams at 2^22 and holds whole rows at 2^24.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_inference_blocks.py [--banks 32000,200000]
-        [--queries 1024] [--blocks 21,22,23]
+        [--queries 1024] [--blocks 22,24]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
     p = bench_args(__doc__, repeats=3, warmup=1)
     p.add_argument("--banks", default="32000,200000")
     p.add_argument("--queries", type=int, default=1024)
-    p.add_argument("--blocks", default="21,22,23", help="log2 of BLOCK_ELEMENTS values to time")
+    p.add_argument("--blocks", default="22,24", help="log2 of BLOCK_ELEMENTS values to time")
     args = p.parse_args()
     print(setup(args) + f"; {args.queries} queries, d = 64")
     default = streaming.BLOCK_ELEMENTS

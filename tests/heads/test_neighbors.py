@@ -219,12 +219,12 @@ def test_inference_is_the_same_in_any_block_layout(name, monkeypatch):
     head.eval()
     with torch.no_grad():
         whole, weights = head(zq), head.inference_weights(zq)
-        for block, chunk in ((100, 7), (5000, 50)):  # streamed one query at a time; 16 queries a block
+        for block, chunk in ((100, 7), (20_000, 50)):  # streamed; blocks of 64 queries holding whole rows
             monkeypatch.setattr(neighbors, "BLOCK_ELEMENTS", block)
             monkeypatch.setattr(streaming, "BLOCK_ELEMENTS", block)
             head.chunk_size, head.query_chunk_size = chunk, 64
             torch.testing.assert_close(head(zq), whole, rtol=1e-12, atol=1e-12)
-            # all 70 queries at once: DiffKNN splits them into blocks of whole memory rows
+            # all 70 queries at once: DiffKNN splits them into query blocks
             torch.testing.assert_close(head.inference_weights(zq), weights, rtol=1e-12, atol=1e-12)
 
 

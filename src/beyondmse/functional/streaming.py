@@ -20,10 +20,10 @@ __all__ = ["ScoreFn", "chunk_ranges", "streaming_row_min_max", "streaming_softma
 ScoreFn = Callable[[int, int], Tensor]
 
 #: score-block size (entries) that a top-k may widen its neighbor chunks to, and that neighbor
-#: heads fill with whole memory rows at inference: merging a running top k with a new block
-#: costs a top-k over both, so fewer, wider blocks are faster (the whole row at once is
-#: fastest). 2^22 entries are 16 MB of float32; chosen on a 32,000- and a 200,000-point bank
-#: (benchmarks/bench_inference_blocks.py)
+#: heads fill with whole memory rows at inference (when at least 64 queries fit): merging a
+#: running top k with a new block costs a top-k over both, so fewer, wider blocks are faster
+#: (the whole row at once is fastest). 2^22 entries are 16 MB of float32; timed on a 32,000-
+#: and a 200,000-point bank (benchmarks/bench_inference_blocks.py)
 BLOCK_ELEMENTS = 2**22
 
 

@@ -398,9 +398,10 @@ class _NeighborHead(Head):
     def _query_rows(self, M: int) -> int:
         """Queries per inference block: as many whole memory rows as fit ``BLOCK_ELEMENTS`` (at
         most ``query_chunk_size``), or ``query_chunk_size`` with streamed memory chunks when
-        fewer than 8 rows would fit (a long bank: per-row blocks would cost more in overhead)."""
+        fewer than 64 rows would fit: each block reads the whole bank once for its similarities,
+        and with few rows a long bank is then read from memory too many times."""
         fit = BLOCK_ELEMENTS // max(M, 1)
-        return min(self.query_chunk_size, fit) if fit >= 8 else self.query_chunk_size
+        return min(self.query_chunk_size, fit) if fit >= 64 else self.query_chunk_size
 
     def inference_weights(self, z: Tensor) -> Tensor:
         """Dense inference weights ``(Q, M)`` over the memory bank (rows sum to 1), for
@@ -668,7 +669,7 @@ class NCA(_NeighborHead):
             low, _ = streaming_row_min_max(sims, n, self._chunk_for(zq, n))
         else:
             k = _subset_min_candidates(n, subset)
-            neg_low, _ = streaming_topk(lambda a, b: -sims(a, b), n, k, self._chunk_for(zq, n))
+            neg_low, _ = streaming_topk(lambda a, b: -sims(a, b), n, k, self._chunk_for(zq, n), rows=zq.shape[0])
             low = expected_subset_min(-neg_low, n, subset)
         lo = torch.minimum(self_sim, low)
         params = self.softstep(zq)
