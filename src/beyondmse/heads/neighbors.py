@@ -845,8 +845,9 @@ class DiffKNN(_NeighborHead):
     **Memory-bank inference.** With M stored points and the training set size n, the head keeps
     ``k M / n`` points with a transition of ``q M / n`` hard ranks: the same fraction of the
     neighbor set as in training, with the same relative transition. With ``M = n`` this is the
-    training computation in the hard-rank limit. The candidates come from a streaming top-k, so
-    memory is O(Q (k M / n + chunk)).
+    training computation in the hard-rank limit. The candidates come from one top-k over whole
+    memory rows for blocks of queries (``BLOCK_ELEMENTS`` entries; a streamed top-k over memory
+    chunks for banks too long for 64 rows), so memory is O(Q k M / n + BLOCK_ELEMENTS).
 
     Parameters
     ----------
