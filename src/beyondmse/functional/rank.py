@@ -296,8 +296,10 @@ class _SoftRankFunction(torch.autograd.Function):
     it is 0 on singleton blocks, so only the pooled positions are touched.
 
     Everything stays on the device of ``x``. Block sums and means are taken in float64 (each
-    block summed on its own, so no cancellation between blocks) and the output is ``z_p - v``
-    formed in float64, then cast to the dtype of ``x``.
+    block summed on its own, so no cancellation between blocks). On split rows a singleton's
+    output is its hard rank ``w`` exactly and a pooled entry's ``z_p - v`` is formed in float64;
+    when every position pools, ``z_p - v`` is formed in the dtype of ``x`` unless ``|z|`` is so
+    large against ``n`` that the subtraction would lose digits (then in float64).
     """
 
     @staticmethod

@@ -75,19 +75,6 @@ def _neg_big(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min
 
 
-def _masked_log_weight_logits(sim: Tensor, w: Tensor, keep: Tensor | None = None) -> Tensor:
-    """``sim + log(w)`` where ``w > 0`` (and ``keep``), ``finfo.min`` elsewhere.
-
-    The log is taken of ``w`` clamped at ``finfo.tiny`` and selected by ``where``, so a zero
-    weight never produces ``-inf`` logits or a ``0 * inf`` NaN in the backward pass.
-    """
-    ok = w > 0
-    if keep is not None:
-        ok = ok & keep
-    tiny = torch.finfo(w.dtype).tiny
-    return torch.where(ok, sim + torch.log(w.clamp_min(tiny)), torch.full_like(sim, _neg_big(sim.dtype)))
-
-
 def _off_diagonal(a: Tensor) -> Tensor:
     """The entries ``j != i`` of a square ``a`` (n, n), row by row: (n, n - 1). A strided view
     and one copy (a boolean mask would cost a ``nonzero`` over n^2 entries); differentiable."""
@@ -146,17 +133,21 @@ def knn_step_weights(ranks: Tensor, k: Tensor | float, n_neighbors: int, q: floa
     t : float
         Sharpness, > 0.
     """
-    if not isinstance(k, Tensor):
-        k = torch.as_tensor(float(k), dtype=ranks.dtype, device=ranks.device)
-    if not isinstance(q, Tensor):
-        q = torch.as_tensor(float(q), dtype=ranks.dtype, device=ranks.device)
+    k, q = _checked_k_q(ranks, k, n_neighbors, q)
+    return softstep(-ranks, -(k + q), -k, t)
+
+
+def _checked_k_q(ranks: Tensor, k: Tensor | float, n_neighbors: int, q: float | Tensor) -> tuple[Tensor, Tensor]:
+    """``k`` and ``q`` as tensors in the dtype of ``ranks``, after checking their ranges."""
+    k = torch.as_tensor(k, dtype=ranks.dtype, device=ranks.device)
+    q = torch.as_tensor(q, dtype=ranks.dtype, device=ranks.device)
     if bool((k > n_neighbors).any()):
         raise ValueError(f"k = {float(k.max()):.4g} is larger than the neighbor set ({n_neighbors} neighbors)")
     if bool((k < 0).any()):
         raise ValueError(f"k must be >= 0, got {float(k.min()):.4g}")
     if not bool((q > 0).all()):
         raise ValueError(f"q must be > 0, got {q}")
-    return softstep(-ranks, -(k + q), -k, t)
+    return k, q
 
 
 class _KnnStepLogits(torch.autograd.Function):
@@ -168,7 +159,7 @@ class _KnnStepLogits(torch.autograd.Function):
     ``log w = logsigmoid(x)``, ``x = (log a - log b) / t``, so ``d log w / dr = -(1 - w)(1/a + 1/b) / t``
     and ``d log w / dk = -d log w / dr``; ``log w = 0`` for ``r <= k`` and the logit is a
     constant for ``r >= k + q`` (no gradient). ``a`` and ``b`` are floored at ``finfo.tiny`` in
-    the backward, so an entry at the edge of the transition gives a finite (if large) factor
+    the saved factor, so an entry at the edge of the transition gives a finite (if large) factor
     that meets a softmax gradient of about ``w`` there.
     """
 
@@ -208,20 +199,10 @@ def knn_step_logits(sim: Tensor, ranks: Tensor, k: Tensor | float, n_neighbors: 
     Where the weight underflows (deep in the transition) the logit stays finite instead of
     dropping to ``finfo.min``: the difference in the softmax is below ``finfo.tiny``.
     """
-    if not isinstance(k, Tensor):
-        k = torch.as_tensor(float(k), dtype=ranks.dtype, device=ranks.device)
-    if bool((k > n_neighbors).any()):
-        raise ValueError(f"k = {float(k.max()):.4g} is larger than the neighbor set ({n_neighbors} neighbors)")
-    if bool((k < 0).any()):
-        raise ValueError(f"k must be >= 0, got {float(k.min()):.4g}")
-    if isinstance(q, Tensor):
-        if not bool((q > 0).all()):
-            raise ValueError(f"q must be > 0, got {q}")
-    elif not q > 0:
-        raise ValueError(f"q must be > 0, got {q}")
+    k, q = _checked_k_q(ranks, k, n_neighbors, q)
     if not t > 0:
         raise ValueError(f"t must be > 0, got {t}")
-    return _KnnStepLogits.apply(sim, ranks, k.to(ranks.dtype), q, float(t))
+    return _KnnStepLogits.apply(sim, ranks, k, q, float(t))
 
 
 def expected_subset_min(sorted_low: Tensor, total: int, subset: int) -> Tensor:
