@@ -46,6 +46,8 @@ KERNEL_SPACE_MAX_RATIO = 700.0
 #: Newton steps allowed at ``gamma`` (each one O(n^3)) before giving up and warning
 NEWTON_MAX_STEPS = 30
 _CHECK_EVERY = 10
+#: cap of :func:`_slow_after`
+SLOW_AFTER_MAX = 64.0
 _GRADS = ("none", "implicit", "unrolled")
 
 
@@ -266,10 +268,18 @@ def _sinkhorn(c: Tensor, eps: float, f: Tensor, g: Tensor, max_iter: int, tol: f
         good = (f, g, u, v)
         if give_up_when_slow and done >= 3 * _CHECK_EVERY and err < 1.0 and prev < math.inf:
             rate = min(err / prev, 0.999) if every == _CHECK_EVERY else 0.999
-            if rate > 0.0 and math.log(tol / err) / math.log(rate) * _CHECK_EVERY > n:
+            if rate > 0.0 and math.log(tol / err) / math.log(rate) * _CHECK_EVERY > _slow_after(n):
                 break
         prev = err
     return f + eps * u.log().transpose(-2, -1), g + eps * v.log(), err
+
+
+def _slow_after(n: int) -> float:
+    """Predicted further Sinkhorn update pairs beyond which Newton steps are cheaper: about n
+    (one pair costs ~4 n^2 flops, a Newton step ~n^3 / 3 for its Cholesky plus n^3 for the
+    Schur complement, and Newton takes a handful of steps), but at most SLOW_AFTER_MAX: at
+    small n a pair costs a fixed ~50-100 us of per-operation overhead rather than flops."""
+    return min(float(n), SLOW_AFTER_MAX)
 
 
 def _schur_solve(t: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor] | None:
