@@ -58,10 +58,11 @@ class _Blocks:
 
 
 def _segment_sums(data: Tensor, length: Tensor) -> Tensor:
-    """Sums of consecutive segments of the flat float64 ``data`` with the given lengths (K,)."""
+    """Sums of consecutive segments of the flat ``data`` with the given lengths (K,), float64
+    (each segment summed on its own in the dtype of ``data``)."""
     if length.numel() == 0:  # segment_reduce refuses empty input
-        return data.new_zeros(0)
-    return torch.segment_reduce(data, "sum", lengths=length)
+        return data.new_zeros(0, dtype=torch.float64)
+    return torch.segment_reduce(data, "sum", lengths=length).to(torch.float64)
 
 
 def _split_points(y: Tensor) -> Tensor:
@@ -168,9 +169,9 @@ class _Fit:
 
     def average(self, g: Tensor) -> Tensor:
         """``g`` (R, n) minus its average over each block (0 on singletons), in g's dtype."""
-        ga = self.take(g).to(torch.float64)
-        avg = _segment_sums(ga, self.length) / self.length.to(torch.float64)
-        centred = (ga - avg.repeat_interleave(self.length)).to(g.dtype)
+        ga = self.take(g)
+        avg = (_segment_sums(ga, self.length) / self.length.to(torch.float64)).to(g.dtype)
+        centred = ga - avg.repeat_interleave(self.length)
         if self.active is None:
             return centred.view_as(g)
         out = torch.zeros_like(g)
@@ -198,8 +199,8 @@ def _pool_adjacent_violators(rows, data: Tensor, first_keep: Tensor, mean_fn, ma
     rows : callable () -> Tensor (R, n), float64
         The rows y being fitted, asked for only when they are split first (when few neighboring
         pairs violate the order; see the comment above ``_Blocks``).
-    data : Tensor (R, n), float64
-        The values whose block sums ``mean_fn`` turns into block means of ``y``.
+    data : Tensor (R, n)
+        The values whose block sums (float64) ``mean_fn`` turns into block means of ``y``.
     first_keep : bool Tensor (R, n)
         False where position i must be pooled with i - 1 (a violation between singletons);
         column 0 is True.
@@ -295,8 +296,9 @@ class _SoftRankFunction(torch.autograd.Function):
     block-averaging matrix ``B`` (symmetric), so the VJP is ``(g_p - B g_p)`` un-permuted, / eps;
     it is 0 on singleton blocks, so only the pooled positions are touched.
 
-    Everything stays on the device of ``x``. Block sums and means are taken in float64 (each
-    block summed on its own, so no cancellation between blocks). On split rows a singleton's
+    Everything stays on the device of ``x``. Block sums are taken in the dtype of ``x`` (each
+    block summed on its own, so no cancellation between blocks; in float64 when ``|z|`` is far
+    above ``n``), block means in float64. On split rows a singleton's
     output is its hard rank ``w`` exactly and a pooled entry's ``z_p - v`` is formed in float64;
     when every position pools, ``z_p - v`` is formed in the dtype of ``x`` unless ``|z|`` is so
     large against ``n`` that the subtraction would lose digits (then in float64).
@@ -306,7 +308,6 @@ class _SoftRankFunction(torch.autograd.Function):
     def forward(ctx, x, eps):
         R, n = x.shape
         s, perm = torch.sort(x, dim=1, descending=True, stable=True)
-        s64 = s.to(torch.float64)
         keep = torch.ones(R, n, dtype=torch.bool, device=x.device)
         # singletons i and i + 1 violate the order iff z_i - (n - i) < z_{i+1} - (n - i - 1)
         keep[:, 1:] = (s[:, :-1] - s[:, 1:]) >= eps
@@ -318,17 +319,19 @@ class _SoftRankFunction(torch.autograd.Function):
 
         def rows():  # z - w, float64
             w = torch.arange(n, 0, -1, dtype=torch.float64, device=x.device)
-            return (s64 / eps if eps != 1.0 else s64.clone()).sub_(w)
+            return (s.to(torch.float64) / eps).sub_(w)
 
-        fit = _pool_adjacent_violators(rows, s64, keep, mean_fn, _MAX_ROUNDS)
-        if fit.active is None:  # every position pooled: z - v in x's dtype, unless |z| >> n
+        # block sums in x's dtype (each block on its own) unless |z| is so far above the ranks'
+        # scale n that x's precision would show in the ranks: then in float64; means in float64
+        zmax = float(torch.maximum(s[:, 0].abs().max(), s[:, -1].abs().max())) / eps
+        dtype = torch.float64 if zmax > 4.0 * n else x.dtype
+        fit = _pool_adjacent_violators(rows, s.to(dtype), keep, mean_fn, _MAX_ROUNDS)
+        if fit.active is None:  # every position pooled: z - v in that dtype
             v = fit.mean.repeat_interleave(fit.length).view(R, n)
-            zmax = float(torch.maximum(s[:, 0].abs().max(), s[:, -1].abs().max())) / eps
-            dtype = torch.float64 if zmax > 4.0 * n else x.dtype
             out_sorted = ((s.to(dtype) / eps if eps != 1.0 else s.to(dtype)) - v.to(dtype)).to(x.dtype)
         else:  # singletons give z - y = w; pooled blocks z - v; in float64
             out_sorted = torch.arange(n, 0, -1, dtype=x.dtype, device=x.device).repeat(R, 1)
-            z_pooled = fit.take(s64) / eps
+            z_pooled = fit.take(s).to(torch.float64) / eps
             out_sorted.view(-1)[fit.active] = (z_pooled - fit.mean.repeat_interleave(fit.length)).to(x.dtype)
         out = torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
         ctx.save_for_backward(perm, fit.length, *(() if fit.active is None else (fit.active,)))
