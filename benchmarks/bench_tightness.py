@@ -16,6 +16,8 @@ ROT reuses the target plan and warm-starts the feature plan, several times cheap
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from _timing import bench_args, compare, print_table, setup, train_step
 
@@ -36,11 +38,10 @@ def make_step(method: str, batch: int, input_shape: tuple[int, ...], device, fix
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(batch, *input_shape, generator=g).to(device), torch.rand(batch, 1, generator=g).to(device))
                for _ in range(1 if fixed else 16)]
-    count = iter(range(10**12))
+    batch_cycle = itertools.cycle(batches)
 
     def step():
-        X, y = batches[next(count) % len(batches)]
-        train_step(model, opt, X, y)
+        train_step(model, opt, *next(batch_cycle))
 
     return step
 

@@ -317,21 +317,22 @@ class _SoftRankFunction(torch.autograd.Function):
             length = length.to(torch.float64)
             return total / (eps * length) - ((n - start).to(torch.float64) - (length - 1.0) / 2.0)
 
-        def rows():  # z - w, float64
-            w = torch.arange(n, 0, -1, dtype=torch.float64, device=x.device)
-            return (s.to(torch.float64) / eps).sub_(w)
-
         # block sums in x's dtype (each block on its own) unless |z| is so far above the ranks'
         # scale n that x's precision would show in the ranks: then in float64; means in float64
         zmax = float(torch.maximum(s[:, 0].abs().max(), s[:, -1].abs().max())) / eps
-        dtype = torch.float64 if zmax > 4.0 * n else x.dtype
-        fit = _pool_adjacent_violators(rows, s.to(dtype), keep, mean_fn, _MAX_ROUNDS)
-        if fit.active is None:  # every position pooled: z - v in that dtype
+        data = s.to(torch.float64 if zmax > 4.0 * n else x.dtype)
+
+        def rows():  # z - w, float64
+            w = torch.arange(n, 0, -1, dtype=torch.float64, device=x.device)
+            return (data.to(torch.float64) / eps).sub_(w)
+
+        fit = _pool_adjacent_violators(rows, data, keep, mean_fn, _MAX_ROUNDS)
+        if fit.active is None:  # every position pooled: z - v in the dtype of the sums
             v = fit.mean.repeat_interleave(fit.length).view(R, n)
-            out_sorted = ((s.to(dtype) / eps if eps != 1.0 else s.to(dtype)) - v.to(dtype)).to(x.dtype)
+            out_sorted = ((data / eps if eps != 1.0 else data) - v.to(data.dtype)).to(x.dtype)
         else:  # singletons give z - y = w; pooled blocks z - v; in float64
             out_sorted = torch.arange(n, 0, -1, dtype=x.dtype, device=x.device).repeat(R, 1)
-            z_pooled = fit.take(s).to(torch.float64) / eps
+            z_pooled = fit.take(data).to(torch.float64) / eps
             out_sorted.view(-1)[fit.active] = (z_pooled - fit.mean.repeat_interleave(fit.length)).to(x.dtype)
         out = torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
         ctx.save_for_backward(perm, fit.length, *(() if fit.active is None else (fit.active,)))

@@ -631,7 +631,9 @@ class NCA(_NeighborHead):
     def _logit_fn(self, zq: Tensor, mz: Tensor) -> ScoreFn:
         """The inference logits of queries ``zq`` over the memory ``mz``, block-wise."""
         n = mz.shape[0]
-        if zq.shape[0] * n <= BLOCK_ELEMENTS:  # small enough: compute the block once, reuse it
+        held = zq.shape[0] * n <= BLOCK_ELEMENTS
+        chunk = n if held else self.chunk_size  # the row statistics' memory chunk
+        if held:  # small enough: compute the block once, reuse it
             block = self.similarity(zq, mz)
 
             def sims(start: int, stop: int) -> Tensor:
@@ -642,15 +644,15 @@ class NCA(_NeighborHead):
 
         if self.softstep is None:
             return sims
-        _, top = streaming_row_min_max(sims, n, self._chunk_for(zq, n))
+        _, top = streaming_row_min_max(sims, n, chunk)
         self_sim = self.similarity(zq, zq).diagonal()
         hi = torch.maximum(self_sim, top)
         subset = self._train_set_size(n)
         if subset >= n:
-            low, _ = streaming_row_min_max(sims, n, self._chunk_for(zq, n))
+            low, _ = streaming_row_min_max(sims, n, chunk)
         else:
             k = _subset_min_candidates(n, subset)
-            neg_low, _ = streaming_topk(lambda a, b: -sims(a, b), n, k, self._chunk_for(zq, n), rows=zq.shape[0])
+            neg_low, _ = streaming_topk(lambda a, b: -sims(a, b), n, k, chunk, rows=zq.shape[0])
             low = expected_subset_min(-neg_low, n, subset)
         lo = torch.minimum(self_sim, low)
         params = self.softstep(zq)
@@ -660,11 +662,6 @@ class NCA(_NeighborHead):
                                    row_stats=(lo, hi, top))
 
         return logits
-
-    def _chunk_for(self, zq: Tensor, n: int) -> int:
-        """Memory chunk for the row statistics of ``zq``'s rows: the whole memory when the
-        block fits ``BLOCK_ELEMENTS`` (``_logit_fn`` then holds it), else ``chunk_size``."""
-        return n if zq.shape[0] * n <= BLOCK_ELEMENTS else self.chunk_size
 
     def _predict_chunk(self, zq: Tensor, mz: Tensor, my: Tensor) -> Tensor:
         if self.search == "faiss":
