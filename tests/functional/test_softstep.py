@@ -166,3 +166,42 @@ def test_fused_logits_match_algorithm_2_and_gradcheck(instance):
     grads_given = torch.autograd.grad((given * g * keep).sum(), (sim, l0, u0, t))
     for a, b in zip(grads_given, grads_ref):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_logits_without_graph_match_algorithm_2_and_the_autograd_path(dtype):
+    """Under no_grad softstep_logits takes a shorter path (the logits alone); it must give the
+    oracle's values and the autograd path's bit for bit: ties, sharp and soft t, both row-stat
+    sources."""
+    from beyondmse.functional.softstep import softstep_logits
+
+    torch.manual_seed(3)
+    n = 40
+    for trial in range(6):
+        z = torch.randn(n, 3, dtype=dtype)
+        sim = -torch.cdist(z, z)
+        if trial % 2:
+            sim[:, :5] = sim[:, :1]  # ties, also at the row minimum
+            sim.diagonal().zero_()
+        l0 = 0.2 + 0.7 * torch.rand(n, 1, dtype=dtype)
+        u0 = torch.rand(n, 1, dtype=dtype)
+        sharp = trial < 3  # t so small that the oracle's w underflows to 0 inside (l, u)
+        t = torch.rand(n, 1, dtype=dtype) * 0.02 + 1e-3 if sharp else 0.2 + 0.8 * torch.rand(n, 1, dtype=dtype)
+        kw = dict(eps=1e-3, min_gap=1e-3, exclude_diagonal=True)
+        with torch.no_grad():
+            fast = softstep_logits(sim, (l0, u0, t), **kw)
+        if not sharp:
+            ref = nca_softstep_logits_reference(sim.double(), l0.double(), u0.double(), t.double())
+            keep = ref > torch.finfo(torch.float64).min
+            assert keep.any() and (~keep).sum() > n
+            assert torch.equal(fast == torch.finfo(dtype).min, ~keep)
+            tol = 1e-4 if dtype == torch.float32 else 1e-9
+            torch.testing.assert_close(fast.double()[keep], ref[keep], rtol=tol, atol=tol)
+        slow = softstep_logits(sim.clone().requires_grad_(), (l0, u0, t), **kw)
+        assert torch.equal(fast, slow.detach())
+        eye = torch.eye(n, dtype=torch.bool)
+        stats = (sim.amin(1), sim.amax(1), sim.masked_fill(eye, -torch.inf).amax(1))
+        with torch.no_grad():
+            fast_given = softstep_logits(sim, (l0, u0, t), row_stats=stats, **kw)
+        slow_given = softstep_logits(sim.clone().requires_grad_(), (l0, u0, t), row_stats=stats, **kw)
+        assert torch.equal(fast_given, slow_given.detach())

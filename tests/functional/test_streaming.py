@@ -37,6 +37,10 @@ def test_topk_and_min_max_match_dense(chunk, rows):
     ref_v, _ = S.topk(40, dim=1)
     torch.testing.assert_close(v, ref_v)
     torch.testing.assert_close(S.gather(1, i), ref_v)  # the indices point at those values
+    v, i = streaming_topk(blocks_of(S), 300, 40, chunk, rows=rows, largest=False)
+    ref_low = S.sort(1).values[:, :40]  # the 40 smallest, ascending
+    torch.testing.assert_close(v, ref_low)
+    torch.testing.assert_close(S.gather(1, i), ref_low)
     lo, hi = streaming_row_min_max(blocks_of(S), 300, chunk)
     torch.testing.assert_close(lo, S.min(1).values)
     torch.testing.assert_close(hi, S.max(1).values)

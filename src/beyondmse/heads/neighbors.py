@@ -644,16 +644,14 @@ class NCA(_NeighborHead):
 
         if self.softstep is None:
             return sims
-        _, top = streaming_row_min_max(sims, n, chunk)
+        low, top = streaming_row_min_max(sims, n, chunk)
         self_sim = self.similarity(zq, zq).diagonal()
         hi = torch.maximum(self_sim, top)
         subset = self._train_set_size(n)
-        if subset >= n:
-            low, _ = streaming_row_min_max(sims, n, chunk)
-        else:
+        if subset < n:
             k = _subset_min_candidates(n, subset)
-            neg_low, _ = streaming_topk(lambda a, b: -sims(a, b), n, k, chunk, rows=zq.shape[0])
-            low = expected_subset_min(-neg_low, n, subset)
+            smallest, _ = streaming_topk(sims, n, k, chunk, rows=zq.shape[0], largest=False)
+            low = expected_subset_min(smallest, n, subset)
         lo = torch.minimum(self_sim, low)
         params = self.softstep(zq)
 
@@ -880,7 +878,7 @@ class DiffKNN(_NeighborHead):
         n = s.shape[1]
         # the rescaling only sets the unit of rank_strength (the average gap between a row's
         # neighbors), so it is a constant for autograd: the ranks move with s alone
-        lo, hi = s.detach().min(1).values, s.detach().max(1).values
+        lo, hi = s.detach().amin(1), s.detach().amax(1)
         rng = (hi - lo).clamp_min(_range_floor(s.dtype))[:, None]
         x = (hi[:, None] - s) / rng * max(n - 1, 1)  # best 0, worst n - 1: unit average gap
         return soft_rank(x, self.rank_strength) - 1.0
