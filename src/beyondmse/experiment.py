@@ -140,7 +140,7 @@ def _ensemble(method: str, params: dict, epochs: int | None, splits: Splits, see
     return {"metrics": _scores(splits, pred_test), "val_metrics": _val_metrics(splits.y_val, pred_val),
             "fit_seconds": sum(seconds),
             "ensemble": {"members": members, "seeds": seeds, "best_epochs": best, "fit_seconds": seconds,
-                         "member_test_mae": [_scores(splits, p)["mae"] for p in tests]}}
+                         "member_test_mae": [M.mae(splits.y_test, p) for p in tests]}}
 
 
 def _config(method: str, model, trainer: Trainer, params: dict, preset_params: dict, preset: str | None) -> dict:
