@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from beyondmse.functional.streaming import streaming_row_min_max, streaming_softmax_average, streaming_topk
+from beyondmse.functional.streaming import (streaming_k_smallest, streaming_row_min_max, streaming_softmax_average,
+                                             streaming_topk)
 
 
 def blocks_of(scores):
@@ -37,10 +38,11 @@ def test_topk_and_min_max_match_dense(chunk, rows):
     ref_v, _ = S.topk(40, dim=1)
     torch.testing.assert_close(v, ref_v)
     torch.testing.assert_close(S.gather(1, i), ref_v)  # the indices point at those values
-    v, i = streaming_topk(blocks_of(S), 300, 40, chunk, rows=rows, largest=False)
-    ref_low = S.sort(1).values[:, :40]  # the 40 smallest, ascending
-    torch.testing.assert_close(v, ref_low)
-    torch.testing.assert_close(S.gather(1, i), ref_low)
+    for k in (1, 40, 300):  # the k smallest values, ascending: numpy's selection (CPU) and torch's
+        ref_low = S.sort(1).values[:, :k]
+        torch.testing.assert_close(streaming_k_smallest(blocks_of(S), 300, k, chunk, rows=rows), ref_low, rtol=0, atol=0)
+        grad_path = streaming_k_smallest(blocks_of(S.clone().requires_grad_()), 300, k, chunk, rows=rows)
+        torch.testing.assert_close(grad_path.detach(), ref_low, rtol=0, atol=0)
     lo, hi = streaming_row_min_max(blocks_of(S), 300, chunk)
     torch.testing.assert_close(lo, S.min(1).values)
     torch.testing.assert_close(hi, S.max(1).values)

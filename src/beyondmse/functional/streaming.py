@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = ["ScoreFn", "chunk_ranges", "streaming_row_min_max", "streaming_softmax_average", "streaming_topk",
-           "float_order_keys", "streaming_kth_largest"]
+           "streaming_k_smallest", "float_order_keys", "streaming_kth_largest"]
 
 #: a score matrix (Q, n) given block-wise: ``scores(start, stop) -> Tensor (Q, stop - start)``
 ScoreFn = Callable[[int, int], Tensor]
@@ -94,11 +95,9 @@ def streaming_softmax_average(logits: ScoreFn, values: Tensor, chunk: int) -> Te
     return num / den[:, None]
 
 
-def streaming_topk(scores: ScoreFn, n: int, k: int, chunk: int, rows: int | None = None,
-                   largest: bool = True) -> tuple[Tensor, Tensor]:
+def streaming_topk(scores: ScoreFn, n: int, k: int, chunk: int, rows: int | None = None) -> tuple[Tensor, Tensor]:
     """Largest ``k`` scores per row (values and column indices, descending) of a (Q, n) matrix
-    given block-wise; memory O(Q k + max(Q chunk, BLOCK_ELEMENTS)). ``largest=False``: the
-    smallest ``k``, ascending.
+    given block-wise; memory O(Q k + max(Q chunk, BLOCK_ELEMENTS)).
 
     With ``rows`` (= Q) given, the blocks are widened to ``BLOCK_ELEMENTS / Q`` columns when
     that is more than ``chunk`` (each merge of the running top k with a block is a top-k over
@@ -111,14 +110,44 @@ def streaming_topk(scores: ScoreFn, n: int, k: int, chunk: int, rows: int | None
     for start, stop in chunk_ranges(n, chunk):
         s = scores(start, stop)
         if best_v is None and stop == n:  # the whole row at once
-            return s.topk(k, dim=1, largest=largest)
+            return s.topk(k, dim=1)
         idx = torch.arange(start, stop, device=s.device).expand_as(s)
         if best_v is not None:
             s, idx = torch.cat([best_v, s], 1), torch.cat([best_i, idx], 1)
         kk = min(k, s.shape[1])
-        best_v, pos = s.topk(kk, dim=1, largest=largest)
+        best_v, pos = s.topk(kk, dim=1)
         best_i = idx.gather(1, pos)
     return best_v, best_i
+
+
+def _k_smallest(s: Tensor, k: int, ordered: bool) -> Tensor:
+    """The ``k`` smallest values of each row of ``s`` (Q, n), ascending when ``ordered``.
+
+    CPU float tensors outside autograd go through ``numpy.partition`` (and ``sort`` of the k
+    kept): numpy vectorises both (x86-simd-sort), about 5x faster here than ``torch.topk``,
+    which was the largest single cost of SoftStep inference over a memory bank."""
+    k = min(k, s.shape[1])
+    if s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64) and not s.requires_grad:
+        a = s.numpy()
+        kept = np.partition(a, k - 1, axis=1)[:, :k] if k < a.shape[1] else a.copy()
+        if ordered:
+            kept.sort(axis=1)
+        return torch.from_numpy(np.ascontiguousarray(kept))
+    return s.topk(k, dim=1, largest=False, sorted=ordered).values
+
+
+def streaming_k_smallest(scores: ScoreFn, n: int, k: int, chunk: int, rows: int | None = None) -> Tensor:
+    """The ``k`` smallest scores per row, ascending, of a (Q, n) matrix given block-wise
+    (values only, which lets a CPU use numpy's selection); blocks widened with ``rows`` as there."""
+    if rows:
+        chunk = max(chunk, BLOCK_ELEMENTS // rows)
+    kept = None
+    for start, stop in chunk_ranges(n, chunk):
+        s = scores(start, stop)
+        if kept is not None:
+            s = torch.cat([kept, s], 1)
+        kept = _k_smallest(s, k, ordered=stop == n)
+    return kept
 
 
 def float_order_keys(x: Tensor) -> Tensor:

@@ -55,7 +55,8 @@ from ..checks import check_head_inputs
 from ..distributions import Mixture, TargetGrid
 from ..functional.rank import soft_rank
 from ..functional.softstep import _softstep_bounds, softstep, softstep_logits
-from ..functional.streaming import BLOCK_ELEMENTS, ScoreFn, chunk_ranges, streaming_row_min_max, streaming_topk
+from ..functional.streaming import (BLOCK_ELEMENTS, ScoreFn, chunk_ranges, streaming_k_smallest, streaming_row_min_max,
+                                   streaming_topk)
 from ..normalizers import Normalizer, Softmax
 from ..similarity import NegL2, NegSquaredL2, Similarity
 from .base import Head, LossOutput
@@ -650,7 +651,7 @@ class NCA(_NeighborHead):
         subset = self._train_set_size(n)
         if subset < n:
             k = _subset_min_candidates(n, subset)
-            smallest, _ = streaming_topk(sims, n, k, chunk, rows=zq.shape[0], largest=False)
+            smallest = streaming_k_smallest(sims, n, k, chunk, rows=zq.shape[0])
             low = expected_subset_min(smallest, n, subset)
         lo = torch.minimum(self_sim, low)
         params = self.softstep(zq)
