@@ -7,7 +7,9 @@
    +inf)) @ y`` with a squared-error loss, forward + backward, same shapes.
 3. Memory-bank inference (NCA + SoftStep g, exact, 1e6 x 64 bank, 4,096 queries) vs a faiss
    ``IndexFlatL2`` top-32 search on the same bank (skipped when faiss is not installed), in a
-   fresh subprocess each, with the peak extra resident memory (``VmHWM`` after a reset).
+   fresh subprocess each, with the peak extra resident memory (``VmHWM`` after a reset). Rows
+   "trained at batch 256" set the head's training neighbor-set size, as a trained head has it:
+   the row minimum is then the expected minimum of a 255-point subset (a k-smallest selection).
 4. e2e-codec training step vs the linear head (``ls``), k = 25 (benchmarks/bench_codec.py's step).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_speed_targets.py [--threads 1]
@@ -107,7 +109,8 @@ def bank_child(kind: str, m: int, q: int, d: int, threads: int) -> dict:
         before = _reset_peak()
         t0 = time.perf_counter()
         index.search(zq.numpy(), 32)
-    else:  # "nca-softstep-g[-faiss][@l0]": the torch (dense) or faiss search, SoftStep's l0
+    else:  # "nca-softstep-g[-faiss][@l0][+trained]": the torch (dense) or faiss search, SoftStep's l0
+        kind, trained = kind.removesuffix("+trained"), kind.endswith("+trained")
         name, _, l0 = kind.partition("@")
         params = {"trunk": "identity", "softstep_l0": float(l0 or 0.5),
                   "search": "faiss" if name.endswith("-faiss") else "dense"}
@@ -115,6 +118,8 @@ def bank_child(kind: str, m: int, q: int, d: int, threads: int) -> dict:
         head = model.head.eval()
         head.query_chunk_size = 256
         head.fit_memory(bank, torch.rand(m, 1, generator=gen))
+        if trained:  # as after training at batch 256: lo is the expected minimum of a 255-point subset
+            head.fit_neighbors.fill_(255)
         with torch.no_grad():
             head(zq[:8])  # warm-up
             before = _reset_peak()
@@ -125,7 +130,7 @@ def bank_child(kind: str, m: int, q: int, d: int, threads: int) -> dict:
 
 
 BANK_KINDS = ("faiss-flat-top32", "nca-softstep-g", "nca-softstep-g-faiss", "nca-softstep-g@0.9",
-              "nca-softstep-g-faiss@0.9")
+              "nca-softstep-g-faiss@0.9", "nca-softstep-g+trained", "nca-softstep-g-faiss+trained")
 
 
 def bench_bank(args) -> list[list[str]]:
@@ -144,9 +149,10 @@ def bench_bank(args) -> list[list[str]]:
     base = out["faiss-flat-top32"]
     rows = []
     for kind in BANK_KINDS[1:]:
-        name, _, l0 = kind.partition("@")
+        name, _, l0 = kind.removesuffix("+trained").partition("@")
         how = "faiss search" if name.endswith("-faiss") else "torch"
-        rows.append([f"memory bank {args.bank:.0e} x 64, {args.queries} queries, nca-softstep-g l0 = {l0 or 0.5} "
+        trained = ", trained at batch 256" if kind.endswith("+trained") else ""
+        rows.append([f"memory bank {args.bank:.0e} x 64, {args.queries} queries, nca-softstep-g l0 = {l0 or 0.5}{trained} "
                      f"({how}, exact) vs faiss IndexFlatL2 top-32", f"{out[kind]['seconds'] / base['seconds']:.2f}",
                      f"{out[kind]['seconds']:.1f} s vs {base['seconds']:.1f} s; peak extra "
                      f"{out[kind]['peak_extra_mb']:.0f} MB vs {base['peak_extra_mb']:.0f} MB"])
