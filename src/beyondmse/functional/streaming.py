@@ -125,9 +125,11 @@ def _k_smallest(s: Tensor, k: int, ordered: bool) -> Tensor:
 
     CPU float tensors outside autograd go through ``numpy.partition`` (and ``sort`` of the k
     kept): numpy vectorises both (x86-simd-sort), about 5x faster here than ``torch.topk``,
-    which was the largest single cost of SoftStep inference over a memory bank."""
+    which was the largest single cost of SoftStep inference over a memory bank. (The soft rank
+    keeps torch.sort: it stays in torch on every device.)"""
     k = min(k, s.shape[1])
-    if s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64) and not s.requires_grad:
+    host = s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64) and not s.requires_grad
+    if host and not torch.compiler.is_compiling():  # numpy is opaque to torch.compile
         a = s.numpy()
         kept = np.partition(a, k - 1, axis=1)[:, :k] if k < a.shape[1] else a.copy()
         if ordered:
