@@ -65,7 +65,10 @@ class NegL2(Similarity):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         # within one set (b is a) the diagonal is exactly 0, with a zero gradient
         d = pairwise_distances(a) if b is a else pairwise_distances(a, b)
-        return -d * torch.exp(self.log_scale).to(a.dtype)
+        scale = torch.exp(self.log_scale).to(a.dtype)
+        if not (torch.is_grad_enabled() and (d.requires_grad or scale.requires_grad)):
+            return d.mul_(-scale)  # in place, the same values as -d * scale
+        return -d * scale
 
     def of_squared_distances(self, d2: Tensor) -> Tensor:
         """The similarity of points at squared distances ``d2`` (any shape; a search index's output)."""

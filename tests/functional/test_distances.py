@@ -101,3 +101,21 @@ def test_bad_inputs_raise(fn):
 def test_bad_eps_raises():
     with pytest.raises(ValueError, match="eps must be > 0"):
         pairwise_distances(torch.zeros(3, 2), eps=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_no_graph_path_gives_the_same_values_bit_for_bit(dtype):
+    # outside autograd the distances are formed in place (fewer temporaries); same numbers
+    from beyondmse.similarity import NegL2
+
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(37, 6, generator=g, dtype=dtype) + 3.0, torch.randn(53, 6, generator=g, dtype=dtype)
+    b[:4] = a[:4]  # coinciding points: the clamps at 0 and eps are active
+    sim = NegL2(scale=1.7).to(dtype)
+    for fn in (squared_distances, pairwise_distances, sim):
+        for cross in (True, False):
+            with torch.no_grad():
+                fast = fn(a, b) if cross else (fn(a, a) if fn is sim else fn(a))
+            a2, b2 = a.clone().requires_grad_(), b.clone().requires_grad_()
+            graph = fn(a2, b2) if cross else (fn(a2, a2) if fn is sim else fn(a2))
+            assert graph.requires_grad and torch.equal(fast, graph.detach()), (fn, cross)
