@@ -84,7 +84,7 @@ def streaming_softmax_average(logits: ScoreFn, values: Tensor, chunk: int) -> Te
         L = logits(start, stop)
         cmax = L.detach().amax(1)  # a shift the softmax does not depend on
         new_max = cmax if run_max is None else torch.maximum(run_max, cmax)
-        e = torch.exp(_flush_below_tiny(L - new_max[:, None]))
+        e = _flush_below_tiny(L - new_max[:, None]).exp_()
         if run_max is None:
             den, num = e.sum(1), e @ values[start:stop]
         else:
