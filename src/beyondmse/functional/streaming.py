@@ -157,16 +157,21 @@ def _k_smallest(s: Tensor, k: int, ordered: bool) -> Tensor:
 
 def streaming_k_smallest(scores: ScoreFn, n: int, k: int, chunk: int, rows: int | None = None) -> Tensor:
     """The ``k`` smallest scores per row, ascending, of a (Q, n) matrix given block-wise
-    (values only, which lets a CPU use numpy's selection); blocks widened with ``rows`` as there."""
+    (values only, which lets a CPU use numpy's selection); blocks widened with ``rows`` as in
+    :func:`streaming_topk`. Memory O(Q (2k + chunk)) beside the blocks."""
     if rows:
         chunk = max(chunk, BLOCK_ELEMENTS // rows)
-    kept = None
+    # blocks are gathered until the candidates number 2k, then cut back to k: each cut then
+    # takes in at least k new columns, so selection costs O(n) per row even when k exceeds
+    # the block width (cutting at every block would cost O(n k / chunk))
+    parts, width = [], 0
     for start, stop in chunk_ranges(n, chunk):
-        s = scores(start, stop)
-        if kept is not None:
-            s = torch.cat([kept, s], 1)
-        kept = _k_smallest(s, k, ordered=stop == n)
-    return kept
+        parts.append(scores(start, stop))
+        width += parts[-1].shape[1]
+        if width >= 2 * k or stop == n:
+            kept = _k_smallest(torch.cat(parts, 1) if len(parts) > 1 else parts[0], k, ordered=stop == n)
+            parts, width = [kept], kept.shape[1]
+    return parts[0]
 
 
 def float_order_keys(x: Tensor) -> Tensor:
