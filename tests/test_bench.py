@@ -156,6 +156,19 @@ def test_interrupted_suite_resumes_with_one_record_per_run(tmp_path, sigterm_rai
             signal.signal(signal.SIGTERM, previous)
 
 
+def test_pool_workers_die_on_sigterm_whatever_handler_they_inherit():
+    # the pool SIGTERMs surviving workers when one dies; a raising handler inherited from the
+    # parent would turn that into a run recorded as failed (seen as a flaky resume test)
+    from beyondmse.bench.runner import _init_worker
+
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        _init_worker(None)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _interrupt_and_resume(tmp_path, suite):
     import threading
 

@@ -19,6 +19,7 @@ half-way leaves nothing in the store and is redone by the next ``bench`` with th
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import traceback
@@ -64,6 +65,11 @@ def _limit_threads(threads: int | None) -> None:
 
 
 def _init_worker(threads: int | None) -> None:
+    # a pool worker dies on SIGTERM. When another worker dies, the pool itself sends SIGTERM to
+    # the survivors (concurrent.futures' terminate_broken), before _run_pool can SIGKILL them; a
+    # handler inherited from the parent that raises (torch's elastic launcher installs one)
+    # would make execute_run record the interrupted run as failed
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _limit_threads(threads)
 
 
