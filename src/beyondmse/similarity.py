@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .configurable import Configurable
-from .functional.distances import cosine_similarity, pairwise_distances, squared_distances
+from .functional.distances import cosine_similarity, no_graph, pairwise_distances, squared_distances
 
 __all__ = ["Similarity", "NegL2", "NegSquaredL2", "Cosine", "RBF", "make_similarity", "SIMILARITIES"]
 
@@ -66,7 +66,7 @@ class NegL2(Similarity):
         # within one set (b is a) the diagonal is exactly 0, with a zero gradient
         d = pairwise_distances(a) if b is a else pairwise_distances(a, b)
         scale = torch.exp(self.log_scale).to(a.dtype)
-        if not (torch.is_grad_enabled() and (d.requires_grad or scale.requires_grad)):
+        if no_graph(d, scale):
             return d.mul_(-scale)  # in place, the same values as -d * scale
         return -d * scale
 

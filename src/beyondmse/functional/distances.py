@@ -50,14 +50,14 @@ def squared_distances(a: Tensor, b: Tensor | None = None) -> Tensor:
     if b is None:
         b = a
     _check_pair(a, b)
-    if _no_graph(a, b):  # the same values, in place: fewer (Na, Nb) temporaries (inference)
+    if no_graph(a, b):  # the same values, in place: fewer (Na, Nb) temporaries (inference)
         d2 = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :]
         return d2.sub_((2.0 * a) @ b.T).clamp_min_(0.0)
     d2 = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return d2.clamp_min(0.0)
 
 
-def _no_graph(*tensors: Tensor) -> bool:
+def no_graph(*tensors: Tensor) -> bool:
     """True when no autograd graph is being recorded for these tensors (in-place steps are safe)."""
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
@@ -101,7 +101,7 @@ def pairwise_distances(a: Tensor, b: Tensor | None = None, eps: float | None = N
         d = squared_distances(a, a).clamp_min(eps).sqrt()
         return d * (1 - torch.eye(len(a), dtype=d.dtype, device=d.device))
     shift = torch.cat([a, b.to(a.dtype)]).mean(dim=0, keepdim=True)
-    if _no_graph(a, b):
+    if no_graph(a, b):
         return squared_distances(a - shift, b - shift).clamp_min_(eps).sqrt_()
     return squared_distances(a - shift, b - shift).clamp_min(eps).sqrt()
 

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .distances import no_graph
+
 __all__ = ["softstep", "softstep_logits"]
 
 
@@ -304,7 +306,7 @@ def softstep_logits(sim: Tensor, params, *, eps: float, min_gap: float, row_stat
     else:
         lo, hi, top = (v[:, None] for v in row_stats)
         index = None
-    if not (torch.is_grad_enabled() and any(v.requires_grad for v in (sim, lo, hi, top, l0, u0, t))):
+    if no_graph(sim, lo, hi, top, l0, u0, t):
         inv_rng, l, u = _softstep_bounds(lo, hi, top, l0, u0, float(eps), float(min_gap))
         logits = _logits_only(sim, lo, inv_rng, l, u, t)  # no graph to build: the logits alone
         if exclude_diagonal:

@@ -95,14 +95,20 @@ def streaming_softmax_average(logits: ScoreFn, values: Tensor, chunk: int) -> Te
     return num / den[:, None]
 
 
+def _numpy_selects(s: Tensor) -> bool:
+    """Whether ``s`` can be selected from through numpy: a CPU float tensor outside autograd,
+    not under torch.compile (to which numpy is opaque)."""
+    return (s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64) and not s.requires_grad
+            and not torch.compiler.is_compiling())
+
+
 def _topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """``torch.topk(s, k, dim=1)`` of a 2-D ``s`` (values descending, column indices; which of
     several tied entries comes first may differ). CPU float tensors outside autograd go
     through numpy's ``argpartition`` and a sort of the k kept (vectorised with x86-simd-sort):
     1.5-2x faster than ``torch.topk`` for k from 2,000 to 30,000 of 43,152 columns here."""
     n = s.shape[1]
-    host = s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64) and not s.requires_grad
-    if not host or torch.compiler.is_compiling() or not 1 <= k < n:
+    if not _numpy_selects(s) or not 1 <= k < n:
         return s.topk(k, dim=1)
     a = s.numpy()
     pick = np.argpartition(a, n - k, axis=1)[:, n - k:]
@@ -145,8 +151,7 @@ def _k_smallest(s: Tensor, k: int, ordered: bool) -> Tensor:
     which was the largest single cost of SoftStep inference over a memory bank. (The soft rank
     keeps torch.sort: it stays in torch on every device.)"""
     k = min(k, s.shape[1])
-    host = s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64) and not s.requires_grad
-    if host and not torch.compiler.is_compiling():  # numpy is opaque to torch.compile
+    if _numpy_selects(s):
         a = s.numpy()
         kept = np.partition(a, k - 1, axis=1)[:, :k] if k < a.shape[1] else a.copy()
         if ordered:
