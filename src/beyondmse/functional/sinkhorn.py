@@ -7,6 +7,11 @@ One solver, three stages, all in float64 whatever the input dtype:
    C_{ij})/\\varepsilon}`; whenever the scalings grow large they are absorbed into the dual
    potentials ``f, g`` and the kernel is rebuilt. This is as cheap per iteration as POT's plain
    ``ot.sinkhorn`` and never overflows.
+   The updates are over-relaxed (Thibault et al. 2021): once the first 20 update pairs have
+   measured plain Sinkhorn's rate, each potential moves ``omega`` times as far as the plain
+   update would, with the ``omega`` that is optimal for a linear iteration of that rate. A
+   1-D target plan at ``gamma = 0.1`` (ROT-Reg's default) then converges in about 60 update
+   pairs instead of 300.
 2. **Epsilon scaling** when ``gamma`` is below 1/50 of the cost spread: at most 20
    iterations at each of a geometric sequence of strengths from ``spread / 25`` down to
    ``gamma`` give a warm start.
@@ -48,6 +53,11 @@ NEWTON_MAX_STEPS = 30
 _CHECK_EVERY = 10
 #: cap of :func:`_slow_after`
 SLOW_AFTER_MAX = 64.0
+#: largest over-relaxation factor of :func:`_sinkhorn` (the iteration converges locally for
+#: 0 < omega < 2; near 2 it oscillates)
+OMEGA_MAX = 1.9
+#: smallest increase of omega acted on (so that it settles and the slow-rate test can run)
+OMEGA_STEP = 0.05
 _GRADS = ("none", "implicit", "unrolled")
 
 
@@ -73,7 +83,7 @@ def self_entropic_ot(cost: Tensor, gamma: float, n_iter: int = 1000, tol: float 
         \qquad
         g_j \leftarrow -\gamma \log \sum_{i \ne j} e^{(f_i - C_{ij})/\gamma} + \gamma \log p_j,
 
-    run as matrix-vector products on an absorbed kernel (never overflowing), with epsilon
+    run as over-relaxed [4]_ matrix-vector products on an absorbed kernel (never overflowing), with epsilon
     scaling when ``gamma`` is below 1/50 of the cost spread, and finished by Newton steps on
     the dual [3]_ when the updates converge slowly (small ``gamma``), until the L1 error of
     the marginals, :math:`\|T\mathbf 1 - p\|_1 + \|T^\top\mathbf 1 - p\|_1`, is below ``tol``.
@@ -125,6 +135,8 @@ def self_entropic_ot(cost: Tensor, gamma: float, n_iter: int = 1000, tol: float 
        problems", SIAM J. Sci. Comput. 2019. https://arxiv.org/abs/1610.06519
     .. [3] C. Brauer, C. Clason, D. Lorenz, B. Wirth. "A Sinkhorn-Newton method for entropic
        optimal transport", 2017. https://arxiv.org/abs/1710.06635
+    .. [4] A. Thibault, L. Chizat, C. Dossal, N. Papadakis. "Overrelaxed Sinkhorn-Knopp algorithm
+       for regularized optimal transport", Algorithms 14(5), 2021. https://arxiv.org/abs/1711.01851
 
     Examples
     --------
@@ -225,53 +237,98 @@ def _sinkhorn(c: Tensor, eps: float, f: Tensor, g: Tensor, max_iter: int, tol: f
     ``f`` (B, n, 1) and ``g`` (B, 1, n). Returns the new potentials and the marginal error
     (``inf`` if the scalings could not be kept finite).
 
+    Over-relaxed (Thibault et al. 2021): after the first two checks each scaling update is
+    ``u <- u^(1 - omega) (p / K v)^omega``, a step ``omega`` times the plain one in log space
+    (``f <- f + omega (f_plain - f)``), with ``omega`` from :func:`_next_omega`. The fixed point
+    is the same.
+
     ``give_up_when_slow``: stop early once the observed rate predicts more than ~n further
     update pairs (Newton is then cheaper).
     """
     n = c.shape[-1]
-    p = 1.0 / n
 
-    def absorb(f, g, u, v):
-        f, g = f + eps * u.log().transpose(-2, -1), g + eps * v.log()
-        kernel = torch.exp((f + g - c) / eps)
-        return f, g, kernel, kernel.transpose(-2, -1).contiguous()
+    def scaled_kernels(f, g):
+        # the kernel times n = 1 / p: a plain update is then u = 1 / (v K^T n), one reciprocal
+        kernel = torch.exp((f + g - c) / eps).mul_(n)
+        return kernel, kernel.transpose(-2, -1).contiguous()
 
-    kernel = torch.exp((f + g - c) / eps)
-    kernel_t = kernel.transpose(-2, -1).contiguous()
+    kernel, kernel_t = scaled_kernels(f, g)
     # scalings as row vectors (B, 1, n): a row vector times a contiguous matrix is several times
     # faster in torch on CPU than a matrix times a column vector
     u = v = torch.ones_like(g)
     good = (f, g, u, v)
-    every, done, err, prev = _CHECK_EVERY, 0, math.inf, math.inf
+    every, done, err, prev, best, omega = _CHECK_EVERY, 0, math.inf, math.inf, math.inf, 1.0
     while done < max_iter:
         for _ in range(min(every, max_iter - done)):
-            u = p / (v @ kernel_t)  # u_i = p / sum_j K_ij v_j
-            v = p / (u @ kernel)  # v_j = p / sum_i u_i K_ij
+            if omega == 1.0:
+                u = (v @ kernel_t).reciprocal_()  # u_i = p / sum_j K_ij v_j
+                v = (u @ kernel).reciprocal_()  # v_j = p / sum_i u_i K_ij
+            else:  # u^(1 - omega) (p / K v)^omega
+                u = (v @ kernel_t).pow_(-omega).mul_(u.pow(1.0 - omega))
+                v = (u @ kernel).pow_(-omega).mul_(v.pow(1.0 - omega))
         done += every
-        # the column marginal is exact after the v update; the row one measures the error
-        err = float((u * (v @ kernel_t) - p).abs().sum(dim=(-2, -1)).max())
+        # both marginals (plain updates leave the column one exact, over-relaxed ones do not);
+        # with the kernel scaled by n, u (K v) n - 1 is n times the marginal's error
+        err = float(((u * (v @ kernel_t) - 1.0).abs().sum(dim=(-2, -1))
+                     + (v * (u @ kernel) - 1.0).abs().sum(dim=(-2, -1))).max()) / n
         logs = max(float(u.log().abs().max()), float(v.log().abs().max()))
         if not (math.isfinite(err) and math.isfinite(logs)):
             if every == 1:
                 return good[0], good[1], math.inf
             # the scalings ran out of range between two checks: go back, absorb every update
             f, g, u, v = good
-            kernel = torch.exp((f + g - c) / eps)
-            kernel_t = kernel.transpose(-2, -1).contiguous()
-            every, err = 1, math.inf
+            kernel, kernel_t = scaled_kernels(f, g)
+            every, err, omega = 1, math.inf, 1.0
             continue
         if err < tol:
             break
         if logs > 30.0:  # absorb the scalings into the potentials before they lose range
-            f, g, kernel, kernel_t = absorb(f, g, u, v)
+            f, g = f + eps * u.log().transpose(-2, -1), g + eps * v.log()
+            kernel, kernel_t = scaled_kernels(f, g)
             u = v = torch.ones_like(g)
         good = (f, g, u, v)
-        if give_up_when_slow and done >= 3 * _CHECK_EVERY and err < 1.0 and prev < math.inf:
+        # over-relaxed updates fall non-monotonically and speed up after omega grows: judge the
+        # rate only over a stretch run at an unchanged omega that has not just risen
+        settled = not (omega > 1.0 and err >= prev)
+        if every == _CHECK_EVERY and prev < math.inf:
+            new_omega = _next_omega(omega, err, prev, best, done)
+            settled = settled and new_omega <= omega
+            omega = new_omega
+        best = min(best, err)
+        if give_up_when_slow and done >= 3 * _CHECK_EVERY and err < 1.0 and prev < math.inf and settled:
             rate = min(err / prev, 0.999) if every == _CHECK_EVERY else 0.999
             if rate > 0.0 and math.log(tol / err) / math.log(rate) * _CHECK_EVERY > _slow_after(n):
                 break
         prev = err
     return f + eps * u.log().transpose(-2, -1), g + eps * v.log(), err
+
+
+def _next_omega(omega: float, err: float, prev: float, best: float, done: int) -> float:
+    """The over-relaxation factor after a check, from the error ``err`` now and ``prev`` one
+    check (``_CHECK_EVERY`` update pairs) earlier, ``best`` the smallest error before this check.
+
+    Near the solution Sinkhorn is a linear iteration; its plain error rate ``mu2`` per update
+    pair gives the optimal factor ``2 / (1 + sqrt(1 - mu2))`` (Young's SOR theory, which
+    Thibault et al. 2021, Sec. 3, carry over to Sinkhorn). ``mu2`` is measured from the second
+    check on: directly while ``omega = 1``, and under over-relaxation from the observed rate
+    ``lam`` through Young's relation ``(lam + omega - 1)^2 = lam omega^2 mu2``. Early checks see a
+    faster transient rate than the asymptotic one, so ``omega`` only grows with new estimates
+    (by more than ``OMEGA_STEP``, to at most ``OMEGA_MAX``); if the error climbs tenfold above its best, ``omega`` is halved
+    towards 1. Written here: POT's Sinkhorn solvers have no over-relaxation.
+    """
+    if not 0.0 < err < prev:
+        return 1.0 + (omega - 1.0) / 2.0 if omega > 1.0 and err > 10.0 * best else omega
+    lam = (err / prev) ** (1.0 / _CHECK_EVERY)
+    if omega == 1.0:
+        if done < 2 * _CHECK_EVERY:
+            return omega
+        mu2 = lam
+    else:
+        mu2 = (lam + omega - 1.0) ** 2 / (lam * omega * omega)
+    if not 0.0 < mu2 < 1.0:
+        return omega
+    target = min(OMEGA_MAX, 2.0 / (1.0 + math.sqrt(1.0 - mu2)))
+    return target if target > omega + OMEGA_STEP else omega
 
 
 def _slow_after(n: int) -> float:
