@@ -28,3 +28,19 @@ def test_recipes_registered_and_train_step(name):
     out = model.training_loss(torch.randn(8, 3), torch.rand(8, 1))
     out.total.backward()
     assert torch.isfinite(out.total)
+
+
+@pytest.mark.parametrize("name, learned", [("nca", True), ("dknn-softstep-g", True), ("dknn-softstep-i", True),
+                                           ("nca-softstep-g", False), ("nca-softstep-i", False),
+                                           ("nca-sparsemax", False)])
+def test_similarity_scale_is_learned_where_validation_chose_it(name, learned):
+    # the recipes' validation screen (module docstring): a free scale for the softmax heads
+    # without SoftStep's min-max normalisation; users can still fix it
+    model, _ = build_model(name, 3, 1, {"hidden": 8, "embedding_dim": 4})
+    scale = model.head.similarity.log_scale
+    assert scale.requires_grad is learned
+    if learned:
+        model.training_loss(torch.randn(8, 3), torch.rand(8, 1)).total.backward()
+        assert scale.grad is not None and float(scale.grad.abs()) > 0
+    fixed, _ = build_model(name, 3, 1, {"hidden": 8, "embedding_dim": 4, "learn_scale": False})
+    assert not fixed.head.similarity.log_scale.requires_grad
