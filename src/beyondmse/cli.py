@@ -173,6 +173,7 @@ def _bench(suite, store_path, *, jobs, executor, quiet=False, tune=None, retry_f
     print(f"beyondmse bench: suite {suite.name!r} ({len(suite)} runs) -> {store.path}", flush=True)
     for reason in suite.skipped:
         print(f"  left out: {reason}", flush=True)
+    _warn_stale(suite, store)
     if tune:
         from .bench.tune import tune_suite
 
@@ -183,6 +184,20 @@ def _bench(suite, store_path, *, jobs, executor, quiet=False, tune=None, retry_f
     for what, err in result.errors[:20]:
         print(f"  failed: {what}: {err}", flush=True)
     return suite, result
+
+
+def _warn_stale(suite, store) -> None:
+    """Say which stored runs a recipe default has changed under (they are not re-run)."""
+    from .bench.runner import stale_runs
+
+    stale = stale_runs(suite, store)
+    if not stale:
+        return
+    changes = sorted({f"{spec.method} {k}: {old!r} -> {new!r}" for spec, diff in stale
+                      for k, (old, new) in diff.items()})
+    print(f"  warning: {len(stale)} finished run(s) in this store used other recipe defaults than today's "
+          f"({'; '.join(changes[:5])}{'; ...' if len(changes) > 5 else ''}). They are kept, not re-run: "
+          "use a new --store to run them with today's defaults.", flush=True)
 
 
 def cmd_bench(args) -> int:

@@ -213,3 +213,29 @@ def test_suite_file_names_the_target_of_the_users_file(tmp_path):
     path.write_text(path.read_text().replace("seeds = 1", "seeds = 1\ntune = 0"))
     with pytest.raises(ValueError, match="'tune' must be"):
         load_suite_file(path)
+
+
+def test_runs_made_under_an_old_recipe_default_are_flagged(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from beyondmse import recipes
+    from beyondmse.bench.runner import stale_runs
+    from beyondmse.cli import _warn_stale
+
+    store = ResultStore(tmp_path / "s.sqlite")
+    suite = adhoc_suite([toy()], ["ls", "nca"], seeds=1, epochs=1)
+    run_suite(suite, store, progress=False, diagnostics=False, threads=1)
+    assert stale_runs(suite, store) == []  # same code, same defaults
+    # a later version changes nca's default: the stored run is kept (same key), and flagged
+    nca = recipes.RECIPES["nca"]
+    stored = nca.knobs["learn_scale"]
+    monkeypatch.setitem(recipes.RECIPES, "nca", dataclasses.replace(nca, knobs={**nca.knobs, "learn_scale": not stored}))
+    stale = stale_runs(suite, store)
+    assert [(spec.method, diff) for spec, diff in stale] == [("nca", {"learn_scale": (stored, not stored)})]
+    assert [r.method for r in suite.runs if r.key in store.keys("finished")] == ["ls", "nca"]  # not re-run
+    _warn_stale(suite, store)
+    assert f"nca learn_scale: {stored!r} -> {not stored!r}" in capsys.readouterr().out
+    # a knob the user set explicitly is the same request either way: not stale
+    explicit = adhoc_suite([toy()], ["nca"], seeds=1, epochs=1, params={"learn_scale": not stored})
+    run_suite(explicit, store, progress=False, diagnostics=False, threads=1)
+    assert stale_runs(explicit, store) == []

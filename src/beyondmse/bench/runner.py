@@ -380,3 +380,40 @@ def pending_runs(suite: Suite | Iterable[RunSpec], store: ResultStore) -> list[R
     done = store.keys("finished")
     specs = suite.runs if isinstance(suite, Suite) else list(suite)
     return [s for s in specs if s.key not in done]
+
+
+def stale_runs(suite: Suite | Iterable[RunSpec], store: ResultStore) -> list[tuple[RunSpec, dict[str, tuple]]]:
+    """Finished runs of ``suite`` whose recipe knobs resolve differently today.
+
+    The store keys a run by its *requested* settings, so when a recipe's default changes (e.g.
+    ``nca`` learning its similarity scale) a resumed suite keeps the old run, and its numbers
+    describe the old default. Returns ``(spec, {knob: (stored, now)})`` for each such run; the
+    caller warns (re-running needs a new store, since finished rows are never overwritten).
+    """
+    from ..data.presets import apply_preset
+    from ..recipes import is_peer, split_params
+    from .store import canonical_json
+
+    specs = suite.runs if isinstance(suite, Suite) else list(suite)
+    done = store.keys("finished")
+    wanted = {}
+    for s in specs:
+        try:
+            if s.key in done and not is_peer(s.method):
+                wanted[s.key] = s
+        except ValueError:  # an unknown method fails when it runs, not here
+            continue
+    out = []
+    for row in store.rows("finished", keys=wanted):
+        spec, stored = wanted[row["run_key"]], row["resolved_params"] or {}
+        try:
+            params = {k: v for k, v in spec.params.items() if k != "ensemble"}
+            params, _, _ = apply_preset(spec.dataset_name, spec.method, params, spec.epochs, spec.protocol)
+            knobs = split_params(spec.method, params)[2]
+        except ValueError:
+            continue
+        changed = {k: (stored[k], v) for k, v in knobs.items()
+                   if k in stored and canonical_json(stored[k]) != canonical_json(v)}
+        if changed:
+            out.append((spec, changed))
+    return out
