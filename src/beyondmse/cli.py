@@ -187,7 +187,7 @@ def _bench(suite, store_path, *, jobs, executor, quiet=False, tune=None, retry_f
 
 
 def _warn_stale(suite, store) -> None:
-    """Say which stored runs a recipe default has changed under (they are not re-run)."""
+    """Say which stored runs a default has changed under (they are not re-run)."""
     from .bench.runner import stale_runs
 
     stale = stale_runs(suite, store)
@@ -195,7 +195,7 @@ def _warn_stale(suite, store) -> None:
         return
     changes = sorted({f"{spec.method} {k}: {old!r} -> {new!r}" for spec, diff in stale
                       for k, (old, new) in diff.items()})
-    print(f"  warning: {len(stale)} finished run(s) in this store used other recipe defaults than today's "
+    print(f"  warning: {len(stale)} finished run(s) in this store used other defaults than today's "
           f"({'; '.join(changes[:5])}{'; ...' if len(changes) > 5 else ''}). They are kept, not re-run: "
           "use a new --store to run them with today's defaults.", flush=True)
 

@@ -239,3 +239,16 @@ def test_runs_made_under_an_old_recipe_default_are_flagged(tmp_path, monkeypatch
     explicit = adhoc_suite([toy()], ["nca"], seeds=1, epochs=1, params={"learn_scale": not stored})
     run_suite(explicit, store, progress=False, diagnostics=False, threads=1)
     assert stale_runs(explicit, store) == []
+
+
+def test_runs_made_under_an_old_shared_trainer_default_are_flagged(tmp_path, monkeypatch):
+    from beyondmse.bench import matching
+    from beyondmse.bench.runner import stale_runs
+
+    store = ResultStore(tmp_path / "s.sqlite")
+    suite = adhoc_suite([toy()], ["ls"], seeds=1)
+    run_suite(suite, store, progress=False, diagnostics=False, threads=1)
+    assert stale_runs(suite, store) == []
+    shared = matching._shared_defaults()
+    monkeypatch.setattr(matching, "_shared_defaults", lambda: {**shared, "patience": shared["patience"] + 5})
+    assert [diff for _, diff in stale_runs(suite, store)] == [{"patience": (shared["patience"], shared["patience"] + 5)}]

@@ -383,15 +383,18 @@ def pending_runs(suite: Suite | Iterable[RunSpec], store: ResultStore) -> list[R
 
 
 def stale_runs(suite: Suite | Iterable[RunSpec], store: ResultStore) -> list[tuple[RunSpec, dict[str, tuple]]]:
-    """Finished runs of ``suite`` whose recipe knobs resolve differently today.
+    """Finished runs of ``suite`` whose settings resolve differently today.
 
-    The store keys a run by its *requested* settings, so when a recipe's default changes (e.g.
-    ``nca`` learning its similarity scale) a resumed suite keeps the old run, and its numbers
-    describe the old default. Returns ``(spec, {knob: (stored, now)})`` for each such run; the
-    caller warns (re-running needs a new store, since finished rows are never overwritten).
+    The store keys a run by its *requested* settings, so when a default changes (a recipe knob
+    such as ``nca`` learning its similarity scale, or a shared trunk / trainer default) a resumed
+    suite keeps the old run, and its numbers describe the old default. Returns ``(spec,
+    {setting: (stored, now)})`` for each such run, over the recipe knobs and the trunk and
+    trainer settings a run stores; the caller warns (re-running needs a new store, since
+    finished rows are never overwritten).
     """
     from ..data.presets import apply_preset
     from ..recipes import is_peer, split_params
+    from .matching import footing_params
     from .store import canonical_json
 
     specs = suite.runs if isinstance(suite, Suite) else list(suite)
@@ -407,12 +410,13 @@ def stale_runs(suite: Suite | Iterable[RunSpec], store: ResultStore) -> list[tup
     for row in store.rows("finished", keys=wanted):
         spec, stored = wanted[row["run_key"]], row["resolved_params"] or {}
         try:
+            now = footing_params(spec.dataset_name, spec.method, spec.params, spec.epochs, spec.protocol)
             params = {k: v for k, v in spec.params.items() if k != "ensemble"}
             params, _, _ = apply_preset(spec.dataset_name, spec.method, params, spec.epochs, spec.protocol)
-            knobs = split_params(spec.method, params)[2]
+            now.update(split_params(spec.method, params)[2])
         except ValueError:
             continue
-        changed = {k: (stored[k], v) for k, v in knobs.items()
+        changed = {k: (stored[k], v) for k, v in now.items()
                    if k in stored and canonical_json(stored[k]) != canonical_json(v)}
         if changed:
             out.append((spec, changed))
