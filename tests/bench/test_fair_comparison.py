@@ -229,7 +229,8 @@ def test_runs_made_under_an_old_recipe_default_are_flagged(tmp_path, monkeypatch
     # a later version changes nca's default: the stored run is kept (same key), and flagged
     nca = recipes.RECIPES["nca"]
     stored = nca.knobs["learn_scale"]
-    monkeypatch.setitem(recipes.RECIPES, "nca", dataclasses.replace(nca, knobs={**nca.knobs, "learn_scale": not stored}))
+    changed = dataclasses.replace(nca, knobs={**nca.knobs, "learn_scale": not stored})
+    monkeypatch.setitem(recipes.RECIPES, "nca", changed)
     stale = stale_runs(suite, store)
     assert [(spec.method, diff) for spec, diff in stale] == [("nca", {"learn_scale": (stored, not stored)})]
     assert [r.method for r in suite.runs if r.key in store.keys("finished")] == ["ls", "nca"]  # not re-run
@@ -251,4 +252,5 @@ def test_runs_made_under_an_old_shared_trainer_default_are_flagged(tmp_path, mon
     assert stale_runs(suite, store) == []
     shared = matching._shared_defaults()
     monkeypatch.setattr(matching, "_shared_defaults", lambda: {**shared, "patience": shared["patience"] + 5})
-    assert [diff for _, diff in stale_runs(suite, store)] == [{"patience": (shared["patience"], shared["patience"] + 5)}]
+    patience = shared["patience"]
+    assert [diff for _, diff in stale_runs(suite, store)] == [{"patience": (patience, patience + 5)}]
