@@ -21,17 +21,24 @@ def footing_params(dataset: str, method: str, params: dict[str, Any], epochs: in
     """The trunk and trainer settings a run will use: the shared defaults, overridden by its
     dataset preset, its recipe's declared exceptions and its explicit parameters; and its
     ``ensemble`` size (k members are k times the budget of one model)."""
+    return resolved_settings(dataset, method, params, epochs, protocol)[0]
+
+
+def resolved_settings(dataset: str, method: str, params: dict[str, Any], epochs: int | None,
+                      protocol: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(footing, knobs)``: :func:`footing_params` and the recipe knobs the run will use
+    (the recipe's defaults under the preset's and the explicit parameters)."""
     from ..data.presets import apply_preset
     from ..recipes import split_params
 
     params = dict(params)
     members = params.pop("ensemble", 1)
     params, epochs, _ = apply_preset(dataset, method, params, epochs, protocol)
-    trunk, trainer, _ = split_params(method, params)
+    trunk, trainer, knobs = split_params(method, params)
     out = {**_shared_defaults(), **trunk, **trainer, "ensemble": members}
     if epochs is not None:
         out["max_epochs"] = epochs
-    return out
+    return out, knobs
 
 
 def _shared_defaults() -> dict[str, Any]:

@@ -392,9 +392,8 @@ def stale_runs(suite: Suite | Iterable[RunSpec], store: ResultStore) -> list[tup
     trainer settings a run stores; the caller warns (re-running needs a new store, since
     finished rows are never overwritten).
     """
-    from ..data.presets import apply_preset
-    from ..recipes import is_peer, split_params
-    from .matching import footing_params
+    from ..recipes import is_peer
+    from .matching import resolved_settings
     from .store import canonical_json
 
     specs = suite.runs if isinstance(suite, Suite) else list(suite)
@@ -410,10 +409,9 @@ def stale_runs(suite: Suite | Iterable[RunSpec], store: ResultStore) -> list[tup
     for row in store.rows("finished", keys=wanted):
         spec, stored = wanted[row["run_key"]], row["resolved_params"] or {}
         try:
-            now = footing_params(spec.dataset_name, spec.method, spec.params, spec.epochs, spec.protocol)
-            params = {k: v for k, v in spec.params.items() if k != "ensemble"}
-            params, _, _ = apply_preset(spec.dataset_name, spec.method, params, spec.epochs, spec.protocol)
-            now.update(split_params(spec.method, params)[2])
+            footing, knobs = resolved_settings(spec.dataset_name, spec.method, spec.params, spec.epochs,
+                                               spec.protocol)
+            now = {**footing, **knobs}
         except ValueError:
             continue
         changed = {k: (stored[k], v) for k, v in now.items()
