@@ -54,6 +54,46 @@ def test_early_stopping_restores_best_weights(wine):
     assert hist.best_epoch == hist.val_epochs[int(np.argmin(hist.val_mae))]
 
 
+def _scripted_scores(monkeypatch, scores):
+    """Make the selection metric return ``scores`` in order, one per validation."""
+    import beyondmse.train as train
+    it = iter(scores)
+    monkeypatch.setitem(train.SELECT_METRICS, "mse", lambda err: next(it))
+
+
+@pytest.mark.parametrize("min_delta,stop,best", [
+    (0.0, 30, 30),      # every epoch improves a little: training runs to the cap
+    (1e-3, 6, 6),       # gains of 1e-4 per epoch never reach 1e-3 within patience 5
+    (3e-4, 30, 30),     # three gains of 1e-4 add up to more than 3e-4: a reset every 4 epochs
+])
+def test_min_delta_stops_runs_that_only_creep(wine, monkeypatch, min_delta, stop, best):
+    # score at epoch e is 0.9999^(e-1): each validation 0.01% better than the one before
+    _scripted_scores(monkeypatch, [0.9999 ** e for e in range(30)])
+    _, _, hist = _fit(wine, epochs=30, patience=5, min_delta=min_delta)
+    assert hist.epochs_run == stop
+    assert hist.best_epoch == best  # the best weights are the best score's, significant or not
+
+
+def test_min_delta_measures_from_the_last_reset(wine, monkeypatch):
+    # 1.0, then 0.5% better (a reset), then steps of 0.05%: the fifth (epoch 7) would be 0.25%
+    # below epoch 2 and reset again, but patience 3 ends the run at epoch 5
+    scores = [1.0, 0.995] + [0.995 * 0.9995 ** e for e in range(1, 30)]
+    _scripted_scores(monkeypatch, scores)
+    _, _, hist = _fit(wine, epochs=30, patience=3, min_delta=2e-3)
+    assert hist.epochs_run == 5
+    assert hist.best_epoch == 5
+    _scripted_scores(monkeypatch, scores)
+    _, _, hist = _fit(wine, epochs=30, patience=5, min_delta=2e-3)
+    assert hist.epochs_run == 30  # patience 5: resets at epochs 7, 12, ... carry it to the cap
+
+
+def test_min_delta_is_checked():
+    with pytest.raises(ValueError, match="min_delta"):
+        Trainer(min_delta=-0.1)
+    with pytest.raises(ValueError, match="min_delta"):
+        Trainer(min_delta=1.0)
+
+
 def test_save_and_load_predict_identically(tmp_path, wine):
     model, trainer, _ = _fit(wine, epochs=2)
     path = save_model(model, tmp_path / "m.safetensors", method="ls", input_shape=wine.X_train.shape[1:],

@@ -41,7 +41,7 @@ from .recipes import (PEERS, RECIPES, TRAINER_KEYS, TRUNK_KEYS, build_model, par
 from .train import SELECT_METRICS, Trainer, seed_everything
 
 #: the Trainer settings a record reports
-TRAINER_SETTINGS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "clip_norm", "optimizer",
+TRAINER_SETTINGS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "min_delta", "clip_norm", "optimizer",
                     "eval_every", "select", "augment", "schedule")
 
 

@@ -41,7 +41,7 @@ from ..regularizers.base import Regularizer
 
 TRUNK_KEYS = ("trunk", "hidden", "depth", "dropout", "embedding_dim", "weight_init", "freeze", "resolution",
               "num_embedding_dim", "frequency_scale")
-TRAINER_KEYS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "clip_norm",
+TRAINER_KEYS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience", "min_delta", "clip_norm",
                 "optimizer", "eval_every", "select", "augment", "schedule")
 
 #: The search space every torch method shares under ``--tune`` (the trainer's settings); a
