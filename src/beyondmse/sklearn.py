@@ -43,6 +43,8 @@ class BeyondMSERegressor(RegressorMixin, BaseEstimator):
     lr : float, default 1e-3
     weight_decay : float, default 1e-4
     patience : int, default 10
+        Validations without a relative gain of the Trainer's ``min_delta`` (0.2%) before
+        training stops; the best epoch's weights are kept.
     validation_fraction : float, default 0.15
     random_state : int or None
         Seeds the validation split, initialisation and batch order.
