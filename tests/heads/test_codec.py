@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from beyondmse.functional.codec import gaussian_encode
 from beyondmse.heads import Codec
+from beyondmse.heads import codec as codec_module
 from beyondmse.heads.codec import MODES
 from beyondmse.recipes import split_params
 
@@ -205,3 +208,32 @@ def test_initial_encoder_is_the_papers_gaussian_soft_binning():
     torch.testing.assert_close(head.encode(y), affine_encode(y, w.detach(), b.detach()), atol=1e-5, rtol=1e-4)
     with pytest.raises(TypeError, match="encoder_scale"):  # the old knob is gone, not ignored
         Codec.for_mode("e2e-codec", 4, 1, encoder_scale="log")
+
+
+# --------------------------------------------------------------------------- far classes
+@pytest.mark.parametrize("mode", ["soft-bin", "trained-codec", "e2e-codec"])
+def test_far_classes_lifted_without_changing_the_encoder(mode, monkeypatch):
+    """At k = 25 far classes have logits near -1,000 (their weights underflow). The Gaussian
+    codecs compute with logits lifted to 60 below each row's maximum, which keeps exp off the
+    CPU's slow path; the soft labels must still be the mixture posterior of the formula,
+    beta_i - (y - c_i)^2 / 2 sigma^2, to 1e-20 beside round-off, and the gradients unchanged."""
+    torch.manual_seed(0)
+    y = _y1(256).double()
+    head = Codec.for_mode(mode, 6, 1, k=25, **({"stage1_steps": 0} if mode != "soft-bin" else {})).double()
+    head.fit_targets(y)
+    with torch.no_grad():
+        head.log_prior.normal_(0.0, 0.3)
+    c = head.centers.detach() * head.sigma  # the centers in target units
+    exact = torch.softmax(head.log_prior.detach() - (y - c.T) ** 2 / (2 * head.sigma ** 2), dim=-1)
+    assert float((exact < 1e-30).double().mean()) > 0.3  # the case at hand: many underflowing weights
+    torch.testing.assert_close(head.encode(y), exact, rtol=1e-12, atol=1e-20)
+    working = head._working_logits(head._clip(y))
+    assert bool((working >= working.amax(-1, keepdim=True) - 60.0 - 1e-9).all())
+
+    z = torch.randn(256, 6, dtype=torch.float64)
+    params = [p for p in head.parameters() if p.requires_grad]
+    lifted = torch.autograd.grad(head.loss(z, y).total, params)
+    monkeypatch.setattr(codec_module, "LOGIT_FLOOR", math.inf)  # the exact logits, as before the lift
+    plain = torch.autograd.grad(head.loss(z, y).total, params)
+    for a, b in zip(lifted, plain):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-18)

@@ -66,8 +66,9 @@ from ..checks import check_head_inputs
 from ..distributions import Mixture
 from ..functional.codec import (
     decode,
+    end_to_end_mse,
     entropy_from_logits,
-    gaussian_mixture_logits,
+    mixture_logits_unchecked,
     hard_bin_encode,
     hl_gauss_probs,
     kl_divergence,
@@ -84,6 +85,9 @@ __all__ = ["CODECS", "INITS", "MODES", "Codec", "EndToEndCodec", "GaussianCodec"
 CODECS: dict[str, type[Codec]] = {}
 INITS = ("auto", "uniform", "kmeans", "grid")
 _KMEANS_MAX_POINTS = 20000
+#: the Gaussian encoders compute with logits at most this far below each row's maximum
+#: (``GaussianCodec._working_logits``): weights below e^-60 are lifted to it
+LOGIT_FLOOR = 60.0
 #: a class counts as used by the encoder when it holds at least this share of the targets' mass
 USED_CLASS_MASS = 1e-3
 
@@ -650,10 +654,25 @@ class GaussianCodec(Codec):
         return self._logits(self._clip(self._check_y(y)))
 
     def _logits(self, yc: Tensor) -> Tensor:
-        return gaussian_mixture_logits(yc / self.sigma.to(yc.dtype), self.centers, self.log_prior)
+        # unchecked: every caller has passed y through _check_y
+        return mixture_logits_unchecked(yc / self.sigma.to(yc.dtype), self.centers, self.log_prior)
+
+    def _working_logits(self, yc: Tensor) -> Tensor:
+        """:meth:`_logits` lifted to at least ``LOGIT_FLOOR`` below each row's maximum: what
+        the objectives and :meth:`encode` compute with.
+
+        At k = 25 on [0, 1] targets a far class has a logit near -1,000, its weight underflows,
+        and ``exp``, ``softmax`` and the products of the objective then run on the CPU's slow
+        path for subnormal and underflowing numbers (5-40x slower per element; the end-to-end
+        step was 1.5x the linear head's, most of it there). The lift changes no weight by more
+        than e^-60 (about 1e-26, far below float32's resolution) and only the gradients of
+        such weights (also below 1e-26); :meth:`encoder_logits` stays exact.
+        """
+        a = self._logits(yc)
+        return torch.maximum(a, a.detach().amax(-1, keepdim=True) - LOGIT_FLOOR)
 
     def _encode(self, yc: Tensor) -> Tensor:
-        return torch.softmax(self._logits(yc), dim=-1)
+        return torch.softmax(self._working_logits(yc), dim=-1)
 
     def encoder_affine(self) -> tuple[Tensor, Tensor]:
         """The encoder in the affine form of [1], eq. 5: ``(W (k, m), b (k,))`` with
@@ -663,7 +682,7 @@ class GaussianCodec(Codec):
 
     def objective(self, logits: Tensor, y: Tensor) -> LossOutput:
         # from the encoder's logits: finite where psi underflows; the labels are fixed here
-        kl = kl_from_logits(self._logits(self._clip(y)).detach(), logits).mean()
+        kl = kl_from_logits(self._working_logits(self._clip(y)).detach(), logits).mean()
         return LossOutput(kl, {"kl": kl.detach()})
 
 
@@ -799,7 +818,10 @@ class TrainedCodec(GaussianCodec):
     def auto_terms(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(encoder logits (N, k), auto-encoding error / 2 sigma^2, mean entropy)`` on targets
         ``y`` (N, m), differentiable in the codec's parameters."""
-        a = self._logits(self._clip(y))
+        return self._auto_terms(self._check_y(y))
+
+    def _auto_terms(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        a = self._working_logits(self._clip(y))
         recon = decode(torch.softmax(a, dim=-1), self.mu)
         scale = self.sigma.to(y.dtype) * math.sqrt(2.0)
         auto = _scaled_point_loss(recon, y, scale, self.loss_kind, self.huber_delta)
@@ -911,7 +933,14 @@ class EndToEndCodec(TrainedCodec):
                 "lambda_pred": self.lambda_pred}
 
     def objective(self, logits: Tensor, y: Tensor) -> LossOutput:
-        a, auto, ent = self.auto_terms(y)
+        if self.loss_kind == "mse":  # one autograd node, the same value and gradients
+            span = (self.hi - self.lo).to(y.dtype)
+            weights = (self.lambda_auto, self.alpha, self.lambda_kl, self.lambda_pred)
+            sigma = self.sigma.to(y.dtype)
+            total, terms = end_to_end_mse(logits, self.centers, self.log_prior, self.mu, self._clip(y) / sigma, y,
+                                          float(sigma) * math.sqrt(2.0), span, weights, LOGIT_FLOOR)
+            return LossOutput(total, dict(zip(("auto", "entropy", "kl", "pred"), terms)))
+        a, auto, ent = self._auto_terms(y)  # y checked by loss()
         kl = kl_from_logits(a, logits).mean()
         span = (self.hi - self.lo).to(y.dtype)
         pred = _scaled_point_loss(decode(torch.softmax(logits, dim=-1), self.mu), y, span,
