@@ -442,7 +442,8 @@ def end_to_end_mse(logits: Tensor, centers: Tensor, log_prior: Tensor, mu: Tenso
     .. math::
 
         \\lambda_a\\Big[\\tfrac1n\\big\\|\\tfrac{\\mu^\\top\\psi - y}{s_a}\\big\\|^2 - \\alpha H(\\psi)\\Big]
-        + \\lambda_{KL}\\,\\mathrm{KL}(\\psi\\,\\|\\,\\pi) + \\lambda_p\\tfrac1n\\big\\|\\tfrac{\\mu^\\top\\pi - y}{R}\\big\\|^2,
+        + \\lambda_{KL}\\,\\mathrm{KL}(\\psi\\,\\|\\,\\pi)
+        + \\lambda_p\\tfrac1n\\big\\|\\tfrac{\\mu^\\top\\pi - y}{R}\\big\\|^2,
 
     with the encoder :math:`\\psi = \\mathrm{softmax}(a)`,
     :math:`a_{ik} = \\beta_k - \\frac12\\|\\tilde y_i - u_k\\|^2` (targets and centers in units of

@@ -68,11 +68,11 @@ from ..functional.codec import (
     decode,
     end_to_end_mse,
     entropy_from_logits,
-    mixture_logits_unchecked,
     hard_bin_encode,
     hl_gauss_probs,
     kl_divergence,
     kl_from_logits,
+    mixture_logits_unchecked,
 )
 from ..functional.distances import pairwise_distances
 from .base import Head, LossOutput
