@@ -279,7 +279,8 @@ def test_suite_run_equals_direct_run_experiment(tmp_path):
 def test_softstep_synthetic_pins_the_studys_settings():
     """One trunk for every head; the neighbor heads at batch 256 on a learnable squared-L2 scale."""
     suite = get_suite("softstep-synthetic")
-    trunk = {"hidden": 200, "depth": 2, "dropout": 0.1, "embedding_dim": 64, "patience": 10, "select": "mae"}
+    trunk = {"hidden": 200, "depth": 2, "dropout": 0.1, "embedding_dim": 64, "patience": 10, "min_delta": 0.0,
+             "select": "mae"}
     for r in suite.runs:
         spiral = r.dataset_name == "softstep-spiral"  # a plateau, then slow learning: no early stopping, 400 epochs
         assert r.epochs == (400 if spiral else 100)
