@@ -118,7 +118,8 @@ class Trainer:
         score creeps down by hundredths of a percent an epoch stops instead of running into the
         epoch cap (Keras' and Lightning's ``min_delta``, made relative because the scores' scale
         depends on the targets). ``0`` resets on any improvement. Chosen on full 300-epoch
-        validation curves (wine_quality-num: ``ls``, ``mt``, ``ranksim``; cpu_act-num: ``ranksim``):
+        validation curves (``benchmarks/stopping_rules.py``; wine_quality-num: ``ls``, ``mt``,
+        ``ranksim``; cpu_act-num: ``ranksim``):
         at ``1e-3`` wine's RankSim still ran into the 200-epoch cap, at ``2e-3`` none did. The
         price: their best validation RMSE ended 1.5-3.3% above the 300-epoch curves' minimum
         (0.7-3.3% with ``0`` and the cap).
