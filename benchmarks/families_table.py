@@ -47,7 +47,7 @@ def main() -> None:
                 capped[key].append(f"s{r['seed']}@{r['best_epoch']}")
             head = r.get("head") or {}
             if "kept_frac_infer" in head:
-                kept[key].append(f"{head['kept_frac_infer']:.2f}/{head['kept_frac_train']:.2f}")
+                kept[key].append(f"s{r['seed']} {head['kept_frac_infer']:.3f}/{head['kept_frac_train']:.3f}")
     datasets = sorted({d for d, _ in mae})
     methods = sorted({m for _, m in mae}, key=lambda m: (m != "ls", m))
     print(f"test {args.metric}: ratio to ls over common seeds, paired t at 5%\n")
