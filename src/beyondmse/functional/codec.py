@@ -450,8 +450,9 @@ def end_to_end_mse(logits: Tensor, centers: Tensor, log_prior: Tensor, mu: Tenso
     the encoder width, logits lifted to at most ``floor`` below each row's maximum), the
     classifier :math:`\\pi = \\mathrm{softmax}(l)`, :math:`n = N m`, entropy and KL averaged over
     the rows. The same value and gradients as composing :func:`decode`,
-    :func:`entropy_from_logits` and :func:`kl_from_logits`, with about a third of the tensor
-    operations: at k = 25 and batch 256 a codec loss is dominated by per-operation overhead.
+    :func:`entropy_from_logits` and :func:`kl_from_logits`, with each softmax computed once and
+    one backward pass: at k = 25 and batch 256 a codec loss is dominated by per-operation
+    overhead.
 
     Parameters
     ----------
