@@ -181,6 +181,13 @@ def mixture_logits_unchecked(y: Tensor, centers: Tensor, log_prior: Tensor) -> T
     return log_prior - 0.5 * ((y[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
 
 
+def lift_logits(a: Tensor, floor: float) -> Tensor:
+    """Logits ``a`` (N, k) raised to at least ``floor`` below each row's maximum (a constant for
+    autograd): softmax weights below e^-floor are lifted to it, which keeps ``exp`` off the
+    CPU's slow path for underflowing numbers (see ``GaussianCodec._working_logits``)."""
+    return torch.maximum(a, a.detach().amax(-1, keepdim=True) - floor)
+
+
 def _normal_cdf(x: Tensor) -> Tensor:
     return 0.5 * torch.erfc(-x / math.sqrt(2.0))
 
@@ -390,10 +397,10 @@ class _EndToEndMSE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, centers, log_prior, mu, ys, y, auto_scale, span, weights, floor):
         lam_auto, alpha, lam_kl, lam_pred = weights
-        a = log_prior - 0.5 * ((ys[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
-        bound = a.amax(-1, keepdim=True) - floor
-        keep = a >= bound
-        log_p = torch.log_softmax(torch.maximum(a, bound), dim=-1)
+        a = mixture_logits_unchecked(ys, centers, log_prior)
+        lifted = lift_logits(a, floor)
+        keep = lifted == a  # the entries not lifted, which carry the gradient
+        log_p = torch.log_softmax(lifted, dim=-1)
         p = log_p.exp()
         log_q = torch.log_softmax(logits, dim=-1)
         q = log_q.exp()

@@ -72,6 +72,7 @@ from ..functional.codec import (
     hl_gauss_probs,
     kl_divergence,
     kl_from_logits,
+    lift_logits,
     mixture_logits_unchecked,
 )
 from ..functional.distances import pairwise_distances
@@ -668,8 +669,7 @@ class GaussianCodec(Codec):
         than e^-60 (about 1e-26, far below float32's resolution) and only the gradients of
         such weights (also below 1e-26); :meth:`encoder_logits` stays exact.
         """
-        a = self._logits(yc)
-        return torch.maximum(a, a.detach().amax(-1, keepdim=True) - LOGIT_FLOOR)
+        return lift_logits(self._logits(yc), LOGIT_FLOOR)
 
     def _encode(self, yc: Tensor) -> Tensor:
         return torch.softmax(self._working_logits(yc), dim=-1)
