@@ -13,27 +13,22 @@ Trainer's ``min_delta`` default.
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 
 from beyondmse.experiment import run_experiment
+from beyondmse.train import EarlyStopping
 
 
 def replay(curve: list[float], min_delta: float, patience: int, cap: int) -> tuple[int, int, float]:
     """``(stop epoch, best epoch, best score)`` of the Trainer's rule on a validation curve."""
-    best = reset_at = math.inf
-    best_epoch, waited = 0, 0
+    stopping, best_epoch = EarlyStopping(patience, min_delta), 0
     for epoch, score in enumerate(curve[:cap], 1):
-        if score < best:
-            best, best_epoch = score, epoch
-        if score < reset_at * (1 - min_delta):
-            reset_at, waited = score, 0
-        else:
-            waited += 1
-            if waited >= patience:
-                return epoch, best_epoch, best
-    return min(cap, len(curve)), best_epoch, best
+        if stopping.update(score):
+            best_epoch = epoch
+        if stopping.should_stop:
+            return epoch, best_epoch, stopping.best
+    return min(cap, len(curve)), best_epoch, stopping.best
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from beyondmse.experiment import run_experiment
 from beyondmse.recipes import build_model
 from beyondmse.models import MLP, Identity, RegressionModel, SmallCNN
 from beyondmse.heads import Linear
-from beyondmse.train import Trainer, seed_everything
+from beyondmse.train import EarlyStopping, Trainer, seed_everything
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,15 @@ def test_min_delta_is_checked():
         Trainer(min_delta=-0.1)
     with pytest.raises(ValueError, match="min_delta"):
         Trainer(min_delta=1.0)
+    with pytest.raises(ValueError, match="patience"):
+        Trainer(patience=0)
+
+
+def test_early_stopping_without_patience_never_stops():
+    stopping = EarlyStopping(None, min_delta=0.5)
+    flags = [stopping.update(s) for s in [1.0, 2.0, 0.9, 3.0, 3.0, 3.0]]
+    assert flags == [True, False, True, False, False, False]
+    assert stopping.best == 0.9 and not stopping.should_stop
 
 
 def test_save_and_load_predict_identically(tmp_path, wine):

@@ -35,6 +35,40 @@ SELECT_METRICS = {
 }
 
 
+class EarlyStopping:
+    """Patience on a validation score (lower is better) with a relative ``min_delta``.
+
+    ``update(score)`` records one validation; it returns True when the score is the best so far
+    (the caller keeps those weights). A score resets the patience count only when it is below
+    ``(1 - min_delta)`` times the score of the last reset; ``should_stop`` is True once
+    ``patience`` validations in a row have not. ``patience=None`` never stops. Used by
+    :class:`Trainer` and by ``benchmarks/stopping_rules.py``, which replays it on full curves.
+    """
+
+    def __init__(self, patience: int | None, min_delta: float = MIN_DELTA):
+        if not 0 <= min_delta < 1:
+            raise ValueError(f"min_delta must be in [0, 1), got {min_delta}")
+        if patience is not None and not (isinstance(patience, numbers.Integral) and patience >= 1):
+            raise ValueError(f"patience must be an int >= 1 or None, got {patience!r}")
+        self.patience, self.min_delta = patience, min_delta
+        self.best = math.inf
+        self._reset_at, self._waited = math.inf, 0  # the score of the last reset; validations since
+
+    def update(self, score: float) -> bool:
+        improved = score < self.best
+        if improved:
+            self.best = score
+        if score < self._reset_at * (1 - self.min_delta):
+            self._reset_at, self._waited = score, 0
+        else:
+            self._waited += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self._waited >= self.patience
+
+
 def decay_groups(model: torch.nn.Module, params: list, weight_decay: float) -> list[dict]:
     """Optimizer parameter groups: ``params`` under ``weight_decay``, except those a submodule
     names in its ``no_weight_decay()`` hook (parameter names relative to that submodule, as in
@@ -177,8 +211,7 @@ class Trainer:
             raise ValueError(f"batch_size must be >= 2 or None (full batch), got {batch_size}")
         if max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
-        if not 0 <= min_delta < 1:
-            raise ValueError(f"min_delta must be in [0, 1), got {min_delta}")
+        EarlyStopping(patience, min_delta)  # raises ValueError on a bad patience or min_delta
         if select not in SELECT_METRICS:
             raise ValueError(f"unknown selection metric {select!r}; expected one of {sorted(SELECT_METRICS)}")
         if schedule not in SCHEDULES:
@@ -244,8 +277,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.seed)
         sched = self._scheduler(opt, len(self._batches(len(X), torch.Generator().manual_seed(0))))
         hist = History()
-        best, best_state, waited = math.inf, None, 0
-        reset_at = math.inf  # the score of the last patience reset
+        stopping, best_state = EarlyStopping(self.patience, self.min_delta), None
         start = time.perf_counter()
         bar = tqdm(range(1, self.max_epochs + 1), disable=not (self.progress and distributed.is_main_process()),
                    desc="epochs", leave=False)
@@ -281,15 +313,10 @@ class Trainer:
                 hist.val_score.append(score)
                 hist.val_epochs.append(epoch)
                 bar.set_postfix(loss=f"{hist.train_loss[-1]:.4g}", **{f"val_{self.select}": f"{score:.4g}"})
-                if score < best:
-                    best, hist.best_epoch = score, epoch
-                    best_state = copy.deepcopy(model.state_dict())
-                if score < reset_at * (1 - self.min_delta):
-                    reset_at, waited = score, 0
-                else:
-                    waited += 1
-                    if self.patience is not None and waited >= self.patience:
-                        break
+                if stopping.update(score):
+                    hist.best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+                if stopping.should_stop:
+                    break
         if best_state is not None:
             model.load_state_dict(best_state)
         else:
