@@ -76,6 +76,25 @@ def test_gradient_is_finite_at_zero_distance(cross):
     torch.testing.assert_close(a.grad, torch.zeros(1, 2, dtype=torch.float64))
 
 
+def test_self_distance_gradient_matches_the_formula_with_coinciding_points():
+    # dL/dx_i = sum_j (G_ij + G_ji) (x_i - x_j) / ||x_i - x_j|| over pairs at a non-zero distance;
+    # pairs of coinciding points (and the diagonal) contribute nothing, as the clamp's gradient
+    torch.manual_seed(6)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    x = torch.cat([x, x[:2]])
+    g = torch.randn(8, 8, dtype=torch.float64)
+    ref = torch.zeros_like(x)
+    for i in range(8):
+        for j in range(8):
+            diff = x[i] - x[j]
+            dist = math.sqrt(float((diff * diff).sum()))
+            if dist > 0:
+                ref[i] += (g[i, j] + g[j, i]) * diff / dist
+    xg = x.clone().requires_grad_()
+    (pairwise_distances(xg) * g).sum().backward()
+    torch.testing.assert_close(xg.grad, ref)
+
+
 def test_gradcheck_away_from_zero():
     torch.manual_seed(4)
     a = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)

@@ -153,8 +153,13 @@ def test_fused_logits_match_algorithm_2_and_gradcheck(instance):
     torch.testing.assert_close(out, ref)
     g = torch.randn(n, n, dtype=torch.float64)
     keep = ref > torch.finfo(torch.float64).min
-    grads_ref = torch.autograd.grad((ref * g * keep).sum(), (sim, l0, u0, t))
-    grads = torch.autograd.grad((out * g * keep).sum(), (sim, l0, u0, t))
+    grads_ref = torch.autograd.grad((ref * g * keep).sum(), (sim, l0, u0, t), retain_graph=True)
+    grads = torch.autograd.grad((out * g * keep).sum(), (sim, l0, u0, t), retain_graph=True)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+    # an upstream gradient on the masked (constant) logits too: none of it may pass through them
+    grads_ref = torch.autograd.grad(ref, (sim, l0, u0, t), g)
+    grads = torch.autograd.grad(out, (sim, l0, u0, t), g)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b)
     assert torch.autograd.gradcheck(lambda *v: torch.softmax(fused(*v), 1), (sim, l0, u0, t))
