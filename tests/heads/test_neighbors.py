@@ -151,11 +151,16 @@ def test_knn_step_logits_match_the_definition_and_gradcheck(instance):
     ref = _knn_step_logits_by_definition(sim, ranks, k, 4.0, 0.75)
     torch.testing.assert_close(torch.softmax(out, -1), torch.softmax(ref, -1), atol=1e-12, rtol=0)
     g = torch.randn(Q, n, dtype=torch.float64)
-    got = torch.autograd.grad((torch.softmax(out, -1) * g).sum(), (sim, ranks, k))
-    want = torch.autograd.grad((torch.softmax(ref, -1) * g).sum(), (sim, ranks, k))
+    got = torch.autograd.grad((torch.softmax(out, -1) * g).sum(), (sim, ranks, k), retain_graph=True)
+    want = torch.autograd.grad((torch.softmax(ref, -1) * g).sum(), (sim, ranks, k), retain_graph=True)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
     assert got[2].abs().sum() > 0  # k receives a gradient
+    # an upstream gradient on the logits of dead neighbors (w = 0) too: none of it may pass
+    got = torch.autograd.grad(out, (sim, ranks, k), g, retain_graph=True)
+    want = torch.autograd.grad(ref, (sim, ranks, k), g, retain_graph=True)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
     assert torch.autograd.gradcheck(lambda s, r, kk: knn_step_logits(s, r, kk, n, 4.0, 0.75).clamp_min(-1e3),
                                     (sim, ranks, k))
 

@@ -186,22 +186,20 @@ def _masked_logits(log_w: Tensor, sim: Tensor, inside: Tensor, keep: Tensor) -> 
     return logits.add_(keep - 1.0, alpha=torch.finfo(sim.dtype).max)  # 0 or -max added
 
 
-def _logits_forward(sim, lo, inv_rng, l, u, t):
-    """The elementwise part, no autograd: the logits and what backward needs.
+def _step_logits(a: Tensor, b: Tensor, t, sim: Tensor):
+    """The elementwise core shared by SoftStep's logits and DiffKNN's (``knn_step_logits``).
 
-    ``w = sigmoid(log((s - l) / (u - s)) / t)`` inside ``(l, u)``, 1 above, 0 below; the logit is
-    ``sim + log w`` inside and above, ``finfo.min`` below (``log w = logsigmoid(x)``: where
-    ``w`` itself would underflow to 0 the logit stays finite, far below the row's others).
-    Returns ``logits, s, ab = (s - l)(u - s)`` (clamped at ``finfo.tiny``, so ``tiny`` outside),
-    ``x`` (0 outside), ``1 - w`` (0 outside) and ``keep`` (0 below ``l``: no weight, no gradient;
-    1 elsewhere).
+    ``a`` is the distance past the transition's dead end (weight 0 at ``a <= 0``), ``b`` the
+    distance to its full end (weight 1 at ``b <= 0``); never both <= 0. Inside (``a, b > 0``)
+    ``w = sigmoid(x)``, ``x = log(a / b) / t``, and the logit is ``sim + log w`` (``logsigmoid(x)``:
+    finite where ``w`` itself would underflow to 0); ``sim`` where ``b <= 0``; ``finfo.min``
+    where ``a <= 0``. Consumes ``a``. Returns ``logits``, ``ab = a b`` (clamped at
+    ``finfo.tiny``, so ``tiny`` outside), ``x`` (0 outside), ``1 - w`` (0 outside) and ``keep``
+    (0 where ``a <= 0``: no weight, no gradient; 1 elsewhere).
     """
-    s = (sim - lo).mul_(inv_rng)
-    a = s - l  # s - l
-    b = torch.sub(u, s)  # u - s
     keep = _float_mask(torch.gt, a, 0.0)
-    inside = _float_mask(torch.gt, b, 0.0).mul_(keep)  # u > l: every entry is inside, below or above
-    ab = (a * b).clamp_min_(torch.finfo(sim.dtype).tiny)  # > 0 inside; h = q / ab is then 0 outside
+    inside = _float_mask(torch.gt, b, 0.0).mul_(keep)
+    ab = (a * b).clamp_min_(torch.finfo(sim.dtype).tiny)  # > 0 inside; q / ab is then 0 outside
     x = _ratio_logit(a, b, t, inside)
     log_w = _logsigmoid(x)
     # 1 - w = exp(log w - x) = d log w / dx, 0 outside; values below sqrt(finfo.tiny) are set to 0,
@@ -209,6 +207,15 @@ def _logits_forward(sim, lo, inv_rng, l, u, t):
     floor = math.log(torch.finfo(sim.dtype).tiny) / 2
     one_minus_w = F.threshold(log_w - x, floor, -math.inf).exp_().mul_(inside)
     logits = _masked_logits(log_w, sim, inside, keep)
+    return logits, ab, x, one_minus_w, keep
+
+
+def _logits_forward(sim, lo, inv_rng, l, u, t):
+    """The elementwise part of SoftStep's logits, no autograd: :func:`_step_logits` with
+    ``a = s - l``, ``b = u - s``, and ``s`` for backward: ``logits, s, ab, x, 1 - w, keep``
+    (``keep`` 0 below ``l``)."""
+    s = (sim - lo).mul_(inv_rng)
+    logits, ab, x, one_minus_w, keep = _step_logits(s - l, torch.sub(u, s), t, sim)
     return logits, s, ab, x, one_minus_w, keep
 
 

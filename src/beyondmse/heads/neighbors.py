@@ -54,7 +54,7 @@ from torch.autograd.function import once_differentiable
 from ..checks import check_head_inputs
 from ..distributions import Mixture, TargetGrid
 from ..functional.rank import soft_rank
-from ..functional.softstep import _softstep_bounds, softstep, softstep_logits
+from ..functional.softstep import _softstep_bounds, _step_logits, softstep, softstep_logits
 from ..functional.streaming import (BLOCK_ELEMENTS, ScoreFn, chunk_ranges, streaming_k_smallest, streaming_row_min_max,
                                    streaming_topk)
 from ..normalizers import Normalizer, Softmax
@@ -159,24 +159,18 @@ class _KnnStepLogits(torch.autograd.Function):
     With ``a = k + q - r`` and ``b = r - k``, inside the transition (``a, b > 0``)
     ``log w = logsigmoid(x)``, ``x = (log a - log b) / t``, so ``d log w / dr = -(1 - w)(1/a + 1/b) / t``
     and ``d log w / dk = -d log w / dr``; ``log w = 0`` for ``r <= k`` and the logit is a
-    constant for ``r >= k + q`` (no gradient). ``a`` and ``b`` are floored at ``finfo.tiny`` in
-    the saved factor, so an entry at the edge of the transition gives a finite (if large) factor
-    that meets a softmax gradient of about ``w`` there.
+    constant for ``r >= k + q`` (no gradient). ``a b`` is floored at ``finfo.tiny`` in the saved
+    factor, so an entry at the edge of the transition gives a finite (if large) factor that meets
+    a softmax gradient of about ``w`` there.
     """
 
     @staticmethod
     def forward(ctx, sim, ranks, k, q, t):
-        tiny = torch.finfo(sim.dtype).tiny
-        a = (k + q) - ranks
-        b = ranks - k
-        inside = (a > 0) & (b > 0)
-        kept = b <= 0  # rank at most k: full weight
-        x = torch.where(inside, a.clamp_min(tiny).log_().sub_(b.clamp_min(tiny).log_()).div_(t), 0.0)
-        logits = torch.where(inside, F.logsigmoid(x).add_(sim), torch.where(kept, sim, _neg_big(sim.dtype)))
-        one_minus_w = torch.sigmoid(x.neg_()).masked_fill_(~inside, 0.0)
-        coef = one_minus_w.div_(t).mul_(a.clamp_min_(tiny).reciprocal_().add_(b.clamp_min_(tiny).reciprocal_()))
-        coef.masked_fill_(~inside, 0.0)  # d log w / dk, (Q, n)
-        ctx.save_for_backward(coef, inside | kept)
+        # a = k + q - r, b = r - k: SoftStep's elementwise core on ranks (a + b = q, so
+        # 1/a + 1/b = q / (a b))
+        logits, ab, _, one_minus_w, live = _step_logits((k + q) - ranks, ranks - k, t, sim)
+        coef = one_minus_w.mul_(q / t).div_(ab)  # d log w / dk, 0 outside the transition
+        ctx.save_for_backward(coef, live)
         ctx.k_shape = k.shape
         return logits
 
@@ -184,7 +178,7 @@ class _KnnStepLogits(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         coef, live = ctx.saved_tensors
-        g_sim = torch.where(live, grad, 0.0) if ctx.needs_input_grad[0] else None
+        g_sim = grad * live if ctx.needs_input_grad[0] else None  # no gradient where w = 0
         g_k_full = grad * coef  # 0 wherever coef is
         g_ranks = -g_k_full if ctx.needs_input_grad[1] else None
         g_k = g_k_full.sum_to_size(ctx.k_shape) if ctx.needs_input_grad[2] else None
