@@ -162,28 +162,30 @@ def _float_mask(compare, x: Tensor, value: float) -> Tensor:
     return compare(x, value, out=torch.empty_like(x))
 
 
-def _ratio_logit(a: Tensor, b: Tensor, t: Tensor, inside: Tensor) -> Tensor:
-    """``x = log(a / b) / t`` inside ``(l, u)`` (the ratio capped to [tiny, 1/tiny]), 0 elsewhere.
-    In ``a``'s storage. Outside, ``a / b`` is <= 0 or +-inf (never NaN: ``a`` and ``b`` are not
-    both <= 0 since ``u > l``), and the cap keeps its log finite before the mask zeroes it."""
-    tiny = torch.finfo(a.dtype).tiny
-    return a.div_(b).clamp_(tiny, 1.0 / tiny).log_().div_(t).mul_(inside)
+def _ratio_logit(ratio: Tensor, t, inside: Tensor) -> Tensor:
+    """``x = log(ratio) / t`` inside the transition (the ratio ``a / b`` capped to [tiny, 1/tiny]),
+    0 elsewhere, in ``ratio``'s storage. Outside, ``a / b`` is <= 0 or +-inf (never NaN: ``a`` and
+    ``b`` are not both <= 0), and the cap keeps its log finite before the mask zeroes it."""
+    tiny = torch.finfo(ratio.dtype).tiny
+    return ratio.clamp_(tiny, 1.0 / tiny).log_().div_(t).mul_(inside)
 
 
-def _logsigmoid(x: Tensor) -> Tensor:
+def _logsigmoid(x: Tensor, consume: bool = False) -> Tensor:
     """``logsigmoid(x)`` as ``-softplus(-x)`` with softplus's linear branch where ``exp(x)`` is
     below the rounding of ``x``: torch's CPU ``logsigmoid`` forms ``exp(-|x|)`` everywhere, which is
-    subnormal for ``x < -87`` in float32 and then 10x slower (75 ms against 11 ms on 2048 x 2048)."""
+    subnormal for ``x < -87`` in float32 and then 10x slower (75 ms against 11 ms on 2048 x 2048).
+    ``consume``: negate ``x`` in place (one temporary fewer)."""
     linear_from = 40.0 if x.dtype == torch.float64 else 20.0  # e^-40 < ulp(40) / 2 in float64
-    return F.softplus(x.neg(), threshold=linear_from).neg_()
+    return F.softplus(x.neg_() if consume else x.neg(), threshold=linear_from).neg_()
 
 
-def _masked_logits(log_w: Tensor, sim: Tensor, inside: Tensor, keep: Tensor) -> Tensor:
+def _masked_logits(log_w: Tensor, sim: Tensor, inside: Tensor, keep: Tensor, consume: bool = False) -> Tensor:
     """``sim + log w`` inside, ``sim`` above ``u``, ``finfo.min`` below ``l`` (``keep`` is 0 there),
-    in ``log_w``'s storage. The same arithmetic in the autograd and the no-graph path, so they
-    agree bit for bit."""
+    in ``log_w``'s storage (``consume``: ``keep`` is overwritten too). The same arithmetic in the
+    autograd and the no-graph path, so they agree bit for bit."""
     logits = log_w.mul_(inside).add_(sim).mul_(keep)
-    return logits.add_(keep - 1.0, alpha=torch.finfo(sim.dtype).max)  # 0 or -max added
+    below = keep.sub_(1.0) if consume else keep - 1.0
+    return logits.add_(below, alpha=torch.finfo(sim.dtype).max)  # 0 or -max added
 
 
 def _step_logits(a: Tensor, b: Tensor, t, sim: Tensor):
@@ -200,7 +202,7 @@ def _step_logits(a: Tensor, b: Tensor, t, sim: Tensor):
     keep = _float_mask(torch.gt, a, 0.0)
     inside = _float_mask(torch.gt, b, 0.0).mul_(keep)
     ab = (a * b).clamp_min_(torch.finfo(sim.dtype).tiny)  # > 0 inside; q / ab is then 0 outside
-    x = _ratio_logit(a, b, t, inside)
+    x = _ratio_logit(a.div_(b), t, inside)
     log_w = _logsigmoid(x)
     # 1 - w = exp(log w - x) = d log w / dx, 0 outside; values below sqrt(finfo.tiny) are set to 0,
     # so that no subnormal float reaches backward (torch's sigmoid(-x) also branches on the sign)
@@ -221,14 +223,17 @@ def _logits_forward(sim, lo, inv_rng, l, u, t):
 
 def _logits_only(sim, lo, inv_rng, l, u, t):
     """:func:`_logits_forward`'s logits alone, the same values in fewer passes over (Q, n):
-    nothing is kept for backward (no ``1 - w`` or ``(s - l)(u - s)``), and ``s``, ``s - l``,
-    ``u - s`` are reused in place. Inference over a memory bank spends most of its time here."""
+    nothing is kept for backward (no ``1 - w`` or ``(s - l)(u - s)``), and every (Q, n) buffer
+    is reused in place once its value is spent: four of them besides ``sim``. Inference over a
+    memory bank spends most of its time here."""
     s = (sim - lo).mul_(inv_rng)
     a = s - l
     b = torch.sub(u, s, out=s)  # u - s, in s's storage
     keep = _float_mask(torch.gt, a, 0.0)
-    inside = _float_mask(torch.gt, b, 0.0).mul_(keep)
-    return _masked_logits(_logsigmoid(_ratio_logit(a, b, t, inside)), sim, inside, keep)
+    ratio = a.div_(b)
+    inside = torch.gt(b, 0.0, out=b).mul_(keep)  # in b's storage, once the ratio is formed
+    log_w = _logsigmoid(_ratio_logit(ratio, t, inside), consume=True)
+    return _masked_logits(log_w, sim, inside, keep, consume=True)
 
 
 class _SoftStepLogitsFunction(torch.autograd.Function):
