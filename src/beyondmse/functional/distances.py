@@ -101,7 +101,7 @@ def pairwise_distances(a: Tensor, b: Tensor | None = None, eps: float | None = N
         raise ValueError(f"eps must be > 0, got {eps!r}")
     if b is None:
         if no_graph(a):
-            return _self_distances(a, eps)
+            return _self_distances(_centred(a), eps)
         return _SelfDistances.apply(a, eps)
     shift = torch.cat([a, b.to(a.dtype)]).mean(dim=0, keepdim=True)
     if no_graph(a, b):
@@ -109,10 +109,14 @@ def pairwise_distances(a: Tensor, b: Tensor | None = None, eps: float | None = N
     return squared_distances(a - shift, b - shift).clamp_min(eps).sqrt()
 
 
+def _centred(a: Tensor) -> Tensor:
+    """``a`` minus its mean row: distances do not change, and the Gram form cancels less."""
+    return a - a.mean(dim=0, keepdim=True)
+
+
 def _self_distances(a: Tensor, eps: float) -> Tensor:
-    """Distances within ``a`` (N, d): centred Gram form, clamped at ``eps``, zero diagonal. In
-    place on one (N, N) buffer: one matrix product and three passes."""
-    a = a - a.mean(dim=0, keepdim=True)
+    """Distances within the centred points ``a`` (N, d): Gram form, clamped at ``eps``, zero
+    diagonal. In place on one (N, N) buffer: one matrix product and three passes."""
     n2 = (a * a).sum(1)
     d = torch.addmm(n2[:, None], a, a.T, alpha=-2.0).add_(n2).clamp_min_(eps).sqrt_()
     d.diagonal().zero_()
@@ -138,8 +142,9 @@ class _SelfDistances(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, eps):
+        a = _centred(a)
         d = _self_distances(a, eps)
-        ctx.save_for_backward(a, d)
+        ctx.save_for_backward(a, d)  # the centred points: the backward's products are shift-invariant
         ctx.eps = eps
         return d
 
@@ -149,7 +154,6 @@ class _SelfDistances(torch.autograd.Function):
         a, d = ctx.saved_tensors
         # W = G / D where D^2 > eps; D reads as inf at the clamp and on the diagonal, so W = 0 there
         w = grad / F.threshold(d, math.sqrt(ctx.eps) * (1 + 1e-4), math.inf)
-        a = a - a.mean(dim=0, keepdim=True)  # the products below are shift-invariant; centred, they cancel less
         out = torch.addmm(a * (w.sum(1) + w.sum(0))[:, None], w, a, alpha=-1.0)
         return out.addmm_(w.T, a, alpha=-1.0), None
 
