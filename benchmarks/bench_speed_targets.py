@@ -16,7 +16,11 @@
 4. e2e-codec training step vs the linear head (``ls``), k = 25 (benchmarks/bench_codec.py's step).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_speed_targets.py [--threads 1]
-        [--bank 1000000] [--queries 4096] [--skip-bank | --only-bank | --only SECTION]
+        [--bank 1000000] [--queries 4096] [--skip-bank | --only-bank | --only SECTION] [--device cuda]
+
+With ``--device cuda`` every section runs on the GPU: the soft rank also reports its host
+synchronisations per call, the head rows add N = 8192 (2048 leaves an H200 mostly idle), and
+the bank rows compare with an exact torch top-32 on the same GPU (faiss-gpu is not a dependency).
 
 Ratios are medians over interleaved repeats in this run (see _timing.py); absolute times on a
 shared machine drift, so the load (``os.getloadavg``) is printed with each section.
@@ -51,9 +55,11 @@ def _reset_peak() -> int:
 
 # ----------------------------------------------------------------------------- 1. soft rank
 def bench_soft_rank(args) -> list[list[str]]:
+    from beyondmse.functional import rank as rank_module
+
     torch.manual_seed(0)
-    x = torch.randn(2048, 2048, requires_grad=True)
-    g = torch.randn(2048, 2048)
+    x = torch.randn(2048, 2048, device=args.device, requires_grad=True)
+    g = torch.randn(2048, 2048, device=args.device)
 
     def sort_step():
         torch.sort(x, dim=1)[0].backward(g)
@@ -61,10 +67,56 @@ def bench_soft_rank(args) -> list[list[str]]:
     def rank_step():
         soft_rank(x, 1.0).backward(g)
 
-    res = compare({"torch.sort": sort_step, "soft_rank": rank_step}, "torch.sort", repeats=args.repeats,
-                  warmup=args.warmup)
-    return [["soft_rank fwd+bwd 2048 x 2048 vs torch.sort + bwd", f"{res['soft_rank'].ratio_median:.2f}",
-             f"{1e3 * res['soft_rank'].median:.0f} ms vs {1e3 * res['torch.sort'].median:.0f} ms"]]
+    def unchecked_rank_step():
+        soft_rank(x, 1.0, check_finite=False).backward(g)
+
+    def torch_path_step():  # on a GPU: the torch path instead of the Triton kernel
+        rank_module.USE_TRITON = False
+        try:
+            soft_rank(x, 1.0).backward(g)
+        finally:
+            rank_module.USE_TRITON = True
+
+    on_gpu = torch.device(args.device).type == "cuda"
+    steps = {"torch.sort": sort_step, "soft_rank": rank_step}
+    if on_gpu:
+        steps["soft_rank (torch path)"] = torch_path_step
+    res = compare(steps, "torch.sort", repeats=args.repeats, warmup=args.warmup, device=args.device)
+    rows = [[f"{name} fwd+bwd 2048 x 2048 vs torch.sort + bwd", f"{res[name].ratio_median:.2f}",
+             f"{1e3 * res[name].median:.3g} ms vs {1e3 * res['torch.sort'].median:.3g} ms"]
+            for name in steps if name != "torch.sort"]
+    if on_gpu:
+        from beyondmse.functional import pav_triton
+
+        s = torch.sort(x.detach(), dim=1, descending=True)[0]
+        alone = compare({"torch.sort": lambda: torch.sort(x.detach(), dim=1, descending=True),
+                         "kernel": lambda: pav_triton.soft_rank_pav(s, 1.0)}, "torch.sort", repeats=args.repeats,
+                        warmup=args.warmup, device=args.device)
+        rows += [["the Triton PAV kernel alone (sorted rows in) vs torch.sort forward, 2048 x 2048",
+                  f"{alone['kernel'].ratio_median:.2f}",
+                  f"{1e3 * alone['kernel'].median:.3g} ms vs {1e3 * alone['torch.sort'].median:.3g} ms"],
+                 ["soft_rank fwd+bwd 2048 x 2048: host synchronisations per call", str(host_syncs(rank_step)),
+                  "counted by torch.cuda.set_sync_debug_mode (one is the NaN check)"],
+                 ["soft_rank(check_finite=False) fwd+bwd: host synchronisations per call",
+                  str(host_syncs(unchecked_rank_step)), "as DiffKNN calls it"],
+                 ["soft_rank (torch path) fwd+bwd: host synchronisations per call", str(host_syncs(torch_path_step)),
+                  "the pooling rounds' loop tests"]]
+    return rows
+
+
+def host_syncs(fn) -> int:
+    """How many times one call of ``fn`` waits for the GPU (each a host round trip)."""
+    import warnings
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 # ----------------------------------------------------------------------------- 2. neighbor heads
@@ -88,6 +140,8 @@ def head_embeddings(kind: str, n: int, d: int) -> tuple[torch.Tensor, torch.Tens
 def bench_heads(args) -> list[list[str]]:
     # one thread, whatever --threads says: torch.set_flush_denormal sets flush-to-zero on the
     # calling thread only, so with more threads the floor's other threads take the slow path
+    if torch.device(args.device).type == "cuda":  # no subnormal slow path to work around there
+        return _bench_heads(args)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -97,53 +151,62 @@ def bench_heads(args) -> list[list[str]]:
 
 
 def _bench_heads(args) -> list[list[str]]:
-    N, d = 2048, 100
-    diag = torch.diag(torch.full((N,), float("inf")))
+    on_cpu = torch.device(args.device).type == "cpu"
     names = ["nca", "nca-softstep-g", "nca-softstep-i", "dknn-softstep-i"]
     rows = []
-    for kind in ("low-dim", "random"):
-        z0, y = head_embeddings(kind, N, d)
-
-        def floor():
-            # the plain reference with flush-to-zero: its logits span hundreds of units, so most
-            # softmax weights are subnormal floats, which without FTZ cost it 10x on a CPU; the heads
-            # run without FTZ, as users run them
-            torch.set_flush_denormal(True)
-            try:
-                z = z0.clone().requires_grad_()
-                pred = torch.softmax(-(squared_distances(z, z) + diag), dim=1) @ y
-                ((pred - y) ** 2).mean().backward()
-            finally:
-                torch.set_flush_denormal(False)
-
-        def head_step(name):
-            model, _ = build_model(name, d, 1, {"trunk": "identity"})
-            head = model.head.train()
-
-            def step():
-                z = z0.clone().requires_grad_()
-                head.zero_grad(set_to_none=True)
-                head.loss(z, y).total.backward()
-
-            with torch.no_grad():
-                kept = (head.neighbor_weights(z0) > 0).double().mean().item()
-            return step, kept
-
-        steps, kept = {}, {}
-        for name in names:
-            steps[name], kept[name] = head_step(name)
-        res = compare({"floor": floor, **steps}, "floor", repeats=max(3, args.repeats // 3), warmup=1)
-        rows += [[f"{n} step vs floor, N = {N}, d = {d}, {kind} z (kept {100 * kept[n]:.3g}%), 1 thread",
-                  f"{res[n].ratio_median:.2f}", f"{1e3 * res[n].median:.0f} ms vs {1e3 * res['floor'].median:.0f} ms"]
-                 for n in names]
+    for N, kind in [(2048, "low-dim"), (2048, "random")] + ([] if on_cpu else [(8192, "low-dim")]):
+        rows += _bench_heads_at(args, N, kind, names, on_cpu)
     return rows
 
 
+def _bench_heads_at(args, N: int, kind: str, names: list[str], on_cpu: bool) -> list[list[str]]:
+    d = 100
+    diag = torch.diag(torch.full((N,), float("inf"), device=args.device))
+    z0, y = (t.to(args.device) for t in head_embeddings(kind, N, d))
+
+    def floor():
+        # the plain reference, on a CPU with flush-to-zero: its logits span hundreds of units, so
+        # most softmax weights are subnormal floats, which without FTZ cost it 10x on a CPU; the
+        # heads run without FTZ, as users run them
+        torch.set_flush_denormal(on_cpu)
+        try:
+            z = z0.clone().requires_grad_()
+            pred = torch.softmax(-(squared_distances(z, z) + diag), dim=1) @ y
+            ((pred - y) ** 2).mean().backward()
+        finally:
+            torch.set_flush_denormal(False)
+
+    def head_step(name):
+        model, _ = build_model(name, d, 1, {"trunk": "identity"})
+        head = model.head.to(args.device).train()
+
+        def step():
+            z = z0.clone().requires_grad_()
+            head.zero_grad(set_to_none=True)
+            head.loss(z, y).total.backward()
+
+        with torch.no_grad():
+            kept = (head.neighbor_weights(z0) > 0).double().mean().item()
+        return step, kept
+
+    steps, kept = {}, {}
+    for name in names:
+        steps[name], kept[name] = head_step(name)
+    res = compare({"floor": floor, **steps}, "floor", repeats=max(3, args.repeats // 3), warmup=1,
+                  device=args.device)
+    where = "1 thread" if on_cpu else "GPU"
+    return [[f"{n} step vs floor, N = {N}, d = {d}, {kind} z (kept {100 * kept[n]:.3g}%), {where}",
+             f"{res[n].ratio_median:.2f}", f"{1e3 * res[n].median:.3g} ms vs {1e3 * res['floor'].median:.3g} ms"]
+            for n in names]
+
+
 # ----------------------------------------------------------------------------- 3. memory bank
-def bank_child(kind: str, m: int, q: int, d: int, threads: int) -> dict:
+def bank_child(kind: str, m: int, q: int, d: int, threads: int, device: str = "cpu") -> dict:
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     bank, zq = torch.randn(m, d, generator=gen), torch.randn(q, d, generator=gen)
+    if device != "cpu":
+        return _bank_child_gpu(kind, bank.to(device), zq.to(device), torch.rand(m, 1, generator=gen).to(device))
     if kind == "faiss-flat-top32":
         import faiss
 
@@ -174,28 +237,69 @@ def bank_child(kind: str, m: int, q: int, d: int, threads: int) -> dict:
     return {"seconds": seconds, "peak_extra_mb": (rss_kb("VmHWM") - before) / 1024}
 
 
+def _bank_child_gpu(kind: str, bank, zq, y) -> dict:
+    """The GPU rows: the head's exact (dense) path on the device, against an exact top-32 by
+    torch on the same device (blocks of 256 queries: squared distances, then ``topk``), which is
+    what a flat GPU index computes; peak extra device memory from the allocator."""
+    dev = bank.device
+    if kind == "torch-top32":
+        def run(q):
+            for i in range(0, len(q), 256):
+                squared_distances(q[i:i + 256], bank).topk(32, dim=1, largest=False)
+    else:
+        kind, trained = kind.removesuffix("+trained"), kind.endswith("+trained")
+        _, _, l0 = kind.partition("@")
+        model, _ = build_model("nca-softstep-g", bank.shape[1], 1, {"trunk": "identity", "softstep_l0": float(l0 or 0.5)})
+        head = model.head.to(dev).eval()
+        head.fit_memory(bank, y)
+        if trained:
+            head.fit_neighbors.fill_(255)
+        run = head
+    with torch.no_grad():
+        run(zq[:8])  # warm-up
+        torch.cuda.synchronize(dev)
+        before = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        t0 = time.perf_counter()
+        run(zq)
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "peak_extra_mb": (torch.cuda.max_memory_allocated(dev) - before) / 2**20}
+
+
 BANK_KINDS = ("faiss-flat-top32", "nca-softstep-g", "nca-softstep-g-faiss", "nca-softstep-g@0.9",
               "nca-softstep-g-faiss@0.9", "nca-softstep-g+trained", "nca-softstep-g-faiss+trained")
+GPU_BANK_KINDS = ("torch-top32", "nca-softstep-g", "nca-softstep-g@0.9", "nca-softstep-g+trained")
 
 
 def bench_bank(args) -> list[list[str]]:
     """The exact SoftStep bank against faiss's top-32, dense (torch) and faiss-searched, at the
     default l0 = 0.5 (on random data the ball then holds a large part of the bank) and at
     l0 = 0.9 (a small ball, the regime where a range search pays)."""
+    on_gpu = torch.device(args.device).type == "cuda"
+    kinds = GPU_BANK_KINDS if on_gpu else BANK_KINDS
     out = {}
-    for kind in BANK_KINDS:
-        cmd = [sys.executable, __file__, "--_child", json.dumps([kind, args.bank, args.queries, 64, args.threads])]
+    for kind in kinds:
+        cmd = [sys.executable, __file__, "--_child",
+               json.dumps([kind, args.bank, args.queries, 64, args.threads, args.device])]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             if "No module named 'faiss'" in res.stderr:
                 return [["memory bank vs faiss IndexFlatL2 top-32", "n/a", "faiss not installed (pip install faiss-cpu)"]]
             raise RuntimeError(res.stderr)
         out[kind] = json.loads(res.stdout.strip().splitlines()[-1])
-    base = out["faiss-flat-top32"]
+    base = out[kinds[0]]
     rows = []
-    for kind in BANK_KINDS[1:]:
+    for kind in kinds[1:]:
         name, _, l0 = kind.removesuffix("+trained").partition("@")
         how = "faiss search" if name.endswith("-faiss") else "torch"
+        if on_gpu:
+            rows.append([f"memory bank {args.bank:.0e} x 64, {args.queries} queries, nca-softstep-g l0 = {l0 or 0.5}"
+                         f"{', trained at batch 256' if kind.endswith('+trained') else ''} (GPU, exact) vs torch "
+                         f"top-32 on the GPU", f"{out[kind]['seconds'] / base['seconds']:.2f}",
+                         f"{1e3 * out[kind]['seconds']:.3g} ms vs {1e3 * base['seconds']:.3g} ms; peak extra "
+                         f"{out[kind]['peak_extra_mb']:.0f} MB vs {base['peak_extra_mb']:.0f} MB (device)"])
+            continue
         trained = ", trained at batch 256" if kind.endswith("+trained") else ""
         rows.append([f"memory bank {args.bank:.0e} x 64, {args.queries} queries, nca-softstep-g l0 = {l0 or 0.5}{trained} "
                      f"({how}, exact) vs faiss IndexFlatL2 top-32", f"{out[kind]['seconds'] / base['seconds']:.2f}",
@@ -209,8 +313,8 @@ def bench_codec(args) -> list[list[str]]:
     sys.path.insert(0, os.path.dirname(__file__))
     from bench_codec import make_step
 
-    steps = {name: make_step(name, 1, 25, 256, "cpu") for name in ("ls", "e2e-codec")}
-    res = compare(steps, "ls", repeats=args.repeats, warmup=args.warmup, number=20)
+    steps = {name: make_step(name, 1, 25, 256, args.device) for name in ("ls", "e2e-codec")}
+    res = compare(steps, "ls", repeats=args.repeats, warmup=args.warmup, number=20, device=args.device)
     return [["e2e-codec step vs ls, k = 25, batch 256", f"{res['e2e-codec'].ratio_median:.2f}",
              f"{1e3 * res['e2e-codec'].median:.2f} ms vs {1e3 * res['ls'].median:.2f} ms"]]
 

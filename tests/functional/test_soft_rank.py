@@ -264,6 +264,34 @@ def test_no_host_round_trip(monkeypatch):
     assert torch.isfinite(x.grad).all()
 
 
+def test_block_centred_is_the_block_averaging_vjp():
+    # the GPU path's backward: g minus its mean over each block (B g with B the block-averaging
+    # matrix), checked against a loop over the blocks
+    g = torch.Generator().manual_seed(5)
+    grad = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    starts = torch.rand(3, 12, generator=g) < 0.4
+    starts[:, 0] = True
+    block = starts.long().cumsum(1) - 1
+    expected = grad.clone()
+    for r in range(3):
+        for b in block[r].unique():
+            inside = block[r] == b
+            expected[r, inside] -= grad[r, inside].mean()
+    torch.testing.assert_close(rank_module._block_centred(grad, block), expected, rtol=0, atol=1e-14)
+    singletons = (torch.bincount(block[0]) == 1).nonzero().view(-1)
+    assert (rank_module._block_centred(grad, block)[0][torch.isin(block[0], singletons)] == 0).all()
+
+
+def test_unchecked_non_finite_input_gives_nan_not_an_error():
+    x = torch.randn(3, 6, dtype=torch.float64)
+    x[1, 2], x[2, 0] = float("nan"), float("inf")
+    x.requires_grad_()
+    r = soft_rank(x, 1.0, check_finite=False)
+    assert torch.isfinite(r[0]).all() and r[1].isnan().any() and r[2].isnan().any()
+    torch.testing.assert_close(r[0], soft_rank(x[:1].detach(), 1.0)[0])
+    r[0].sum().backward()
+
+
 def test_invariants_sum_translation_batching():
     torch.manual_seed(3)
     x = torch.randn(4, 9, dtype=torch.float64)

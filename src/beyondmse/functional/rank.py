@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import pav_triton
+
 __all__ = ["soft_rank", "isotonic_decreasing", "blackbox_rank", "rank_normalised"]
 
 
@@ -36,6 +38,9 @@ __all__ = ["soft_rank", "isotonic_decreasing", "blackbox_rank", "rank_normalised
 
 
 _MAX_ROUNDS = None
+#: CUDA tensors go through the Triton kernel of :mod:`.pav_triton` when Triton is importable
+#: (False: the torch path everywhere, e.g. to compare the two on a GPU)
+USE_TRITON = True
 #: the linked-list phase pays off only on long block lists (below, a round's fixed cost dominates)
 _LINKS_ABOVE = 65536
 #: split rows first when at most this share of neighboring pairs violates the order
@@ -296,6 +301,10 @@ class _SoftRankFunction(torch.autograd.Function):
     block-averaging matrix ``B`` (symmetric), so the VJP is ``(g_p - B g_p)`` un-permuted, / eps;
     it is 0 on singleton blocks, so only the pooled positions are touched.
 
+    On a CUDA tensor with Triton installed, the isotonic fit is one kernel (:mod:`.pav_triton`,
+    sequential PAV per row, float64) and the backward a dense block average by ``scatter_add``:
+    no host synchronisation. Otherwise, on the torch path:
+
     Everything stays on the device of ``x``. Block sums are taken in the dtype of ``x`` (each
     block summed on its own, so no cancellation between blocks; in float64 when ``|z|`` is far
     above ``n``), block means in float64. On split rows a singleton's
@@ -308,6 +317,12 @@ class _SoftRankFunction(torch.autograd.Function):
     def forward(ctx, x, eps):
         R, n = x.shape
         s, perm = torch.sort(x, dim=1, descending=True, stable=True)
+        ctx.eps = eps
+        ctx.by_kernel = USE_TRITON and pav_triton.available(x)
+        if ctx.by_kernel:
+            out_sorted, block = pav_triton.soft_rank_pav(s, eps)
+            ctx.save_for_backward(perm, block)
+            return torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
         keep = torch.ones(R, n, dtype=torch.bool, device=x.device)
         # singletons i and i + 1 violate the order iff z_i - (n - i) < z_{i+1} - (n - i - 1)
         keep[:, 1:] = (s[:, :-1] - s[:, 1:]) >= eps
@@ -336,21 +351,34 @@ class _SoftRankFunction(torch.autograd.Function):
             out_sorted.view(-1)[fit.active] = (z_pooled - fit.mean.repeat_interleave(fit.length)).to(x.dtype)
         out = torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
         ctx.save_for_backward(perm, fit.length, *(() if fit.active is None else (fit.active,)))
-        ctx.eps = eps
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        perm, length, *active = ctx.saved_tensors
-        gs = grad.gather(1, perm)
-        gx_sorted = _Fit(active[0] if active else None, length, None).average(gs)
+        if ctx.by_kernel:
+            perm, block = ctx.saved_tensors
+            gs = grad.gather(1, perm)
+            gx_sorted = _block_centred(gs, block.long())
+        else:
+            perm, length, *active = ctx.saved_tensors
+            gs = grad.gather(1, perm)
+            gx_sorted = _Fit(active[0] if active else None, length, None).average(gs)
         if ctx.eps != 1.0:
             gx_sorted.div_(ctx.eps)
         return torch.empty_like(gx_sorted).scatter_(1, perm, gx_sorted), None
 
 
-def soft_rank(x: Tensor, regularization_strength: float = 1.0) -> Tensor:
+def _block_centred(g: Tensor, block: Tensor) -> Tensor:
+    """``g`` (R, n) minus its mean over each block, blocks given by index (R, n) int64; the sums
+    in float64, the result in g's dtype (exactly 0 on singleton blocks)."""
+    g64 = g.to(torch.float64)
+    sums = torch.zeros_like(g64).scatter_add_(1, block, g64)
+    counts = torch.zeros_like(g64).scatter_add_(1, block, torch.ones_like(g64))
+    return (g64 - (sums / counts.clamp_min(1.0)).gather(1, block)).to(g.dtype)
+
+
+def soft_rank(x: Tensor, regularization_strength: float = 1.0, check_finite: bool = True) -> Tensor:
     r"""Soft ranks along the last dimension (ascending, 1-based), Blondel et al. (2020).
 
     The soft rank is the Euclidean projection of :math:`x / \varepsilon` onto the permutahedron
@@ -366,8 +394,10 @@ def soft_rank(x: Tensor, regularization_strength: float = 1.0) -> Tensor:
     Each row sums to ``n (n + 1) / 2``. The backward pass is the closed-form VJP of the
     projection (block averaging), not an unrolled solver.
 
-    Everything runs in torch on the device of ``x`` (sort, parallel pooling rounds, closed-form
-    VJP; see :func:`isotonic_decreasing`); the output and gradients keep its dtype and device.
+    Everything runs on the device of ``x``: on a CPU in torch (sort, parallel pooling rounds,
+    closed-form VJP; see :func:`isotonic_decreasing`), on a CUDA GPU with Triton installed as
+    one kernel per call (:mod:`beyondmse.functional.pav_triton`), with no host synchronisation
+    once ``check_finite`` is off. The output and gradients keep the dtype and device of ``x``.
 
     Parameters
     ----------
@@ -375,6 +405,12 @@ def soft_rank(x: Tensor, regularization_strength: float = 1.0) -> Tensor:
         Values to rank; leading dimensions are batched.
     regularization_strength : float, default 1.0
         :math:`\varepsilon > 0`, on the scale of the differences between entries of ``x``.
+    check_finite : bool, default True
+        Raise ValueError on NaN or inf in ``x``. The check reads one value back from the
+        device (a host synchronisation on a GPU); callers whose inputs are checked elsewhere
+        (a training loop that checks its loss) can turn it off. Without it, NaN or inf in a
+        row give NaN in the output (which entries differs between the CPU and GPU paths), and
+        never an error or a hang.
 
     Returns
     -------
@@ -399,7 +435,7 @@ def soft_rank(x: Tensor, regularization_strength: float = 1.0) -> Tensor:
     eps = float(regularization_strength)
     if not eps > 0 or not math.isfinite(eps):
         raise ValueError(f"regularization_strength must be a finite number > 0, got {regularization_strength}")
-    if not bool(torch.isfinite(x).all()):
+    if check_finite and not bool(torch.isfinite(x).all()):
         raise ValueError("soft_rank got NaN or inf values")
     shape = x.shape
     if x.numel() == 0:

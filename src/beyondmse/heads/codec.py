@@ -847,7 +847,7 @@ class TrainedCodec(GaussianCodec):
                 first = best = float(self.auto_objective(y))
             best_state = [p.detach().clone() for p in params]
             for step in range(1, self.stage1_steps + 1):
-                batch = y if len(y) <= self.stage1_batch else y[torch.randint(0, len(y), (self.stage1_batch,), device=y.device)]
+                batch = y if len(y) <= self.stage1_batch else y[torch.randint(0, len(y), (self.stage1_batch,)).to(y.device)]
                 opt.zero_grad(set_to_none=True)
                 self.auto_objective(batch).backward()
                 opt.step()

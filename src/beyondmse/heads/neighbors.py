@@ -876,7 +876,9 @@ class DiffKNN(_NeighborHead):
         lo, hi = s.detach().amin(1), s.detach().amax(1)
         rng = (hi - lo).clamp_min(_range_floor(s.dtype))[:, None]
         x = (hi[:, None] - s) / rng * max(n - 1, 1)  # best 0, worst n - 1: unit average gap
-        return soft_rank(x, self.rank_strength) - 1.0
+        # no NaN check here: it would cost a host synchronisation per step on a GPU, and the
+        # training loop checks every loss (a NaN in z gives NaN ranks, never an error or a hang)
+        return soft_rank(x, self.rank_strength, check_finite=False) - 1.0
 
     def _k(self, z: Tensor, n: int) -> Tensor:
         """Algorithm 1's ``k = max(sigma(theta) n, 1)``, (N, 1) or (1, 1), at most n."""

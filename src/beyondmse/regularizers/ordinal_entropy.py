@@ -69,7 +69,7 @@ class OrdinalEntropy(Regularizer):
     def penalty(self, z: Tensor, y: Tensor) -> Tensor:
         check_batch("OrdinalEntropy", z, y)
         if self.max_points is not None and len(z) > self.max_points:
-            idx = torch.randperm(len(z), device=z.device)[: int(self.max_points)]
+            idx = torch.randperm(len(z)).to(z.device)[: int(self.max_points)]
             z, y = z[idx], y[idx]
         values, inverse, counts = torch.unique(y, dim=0, return_inverse=True, return_counts=True)
         n_groups = len(values)

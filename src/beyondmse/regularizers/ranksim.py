@@ -21,7 +21,7 @@ def _one_per_target(y: Tensor) -> Tensor:
     n_unique = int(inverse.max()) + 1
     if n_unique == len(y):
         return torch.arange(len(y), device=y.device)
-    key = torch.rand(len(y), device=y.device)
+    key = torch.rand(len(y)).to(y.device)  # the CPU generator: a seed picks the same rows on any device
     best = torch.full((n_unique,), -1.0, device=y.device).scatter_reduce(0, inverse, key, reduce="amax")
     return torch.nonzero(key == best[inverse]).squeeze(1)
 
@@ -78,7 +78,7 @@ class RankSim(Regularizer):
         check_batch("RankSim", z, y)
         idx = _one_per_target(y)
         if self.max_points is not None and len(idx) > self.max_points:
-            idx = idx[torch.randperm(len(idx), device=idx.device)[: self.max_points]]
+            idx = idx[torch.randperm(len(idx)).to(idx.device)[: self.max_points]]
         if len(idx) < 2:
             return zero_loss(z)
         x = F.normalize(z[idx], dim=1)

@@ -252,7 +252,7 @@ class ROTReg(Regularizer):
     def penalty(self, z: Tensor, y: Tensor) -> Tensor:
         check_batch("ROTReg", z, y)
         if self.max_points is not None and len(z) > self.max_points:
-            idx = torch.randperm(len(z), device=z.device)[: self.max_points]
+            idx = torch.randperm(len(z)).to(z.device)[: self.max_points]
             z, y = z[idx], y[idx]
         cz, tz, ty = self.plans(z, y)
         if self.objective == "kl":

@@ -127,7 +127,7 @@ class PHReg(Regularizer):
         tiny = torch.finfo(z.dtype).tiny
         log_ratios = []
         for s in sizes:
-            idx = torch.randperm(len(z), device=z.device)[:s]
+            idx = torch.randperm(len(z)).to(z.device)[:s]
             dz = pairwise_distances(z[idx])
             dy = pairwise_distances(y[idx].to(z.dtype)).detach()
             ez = dz[tuple(torch.as_tensor(a, device=z.device) for a in mst_edges(dz))].sum()
@@ -145,7 +145,7 @@ class PHReg(Regularizer):
         if self.topo_weight > 0:
             zt, yt = z, y
             if len(z) > self.max_points:
-                idx = torch.randperm(len(z), device=z.device)[: self.max_points]
+                idx = torch.randperm(len(z)).to(z.device)[: self.max_points]
                 zt, yt = z[idx], y[idx]
             total = total + self.topo_weight * self.topological_term(zt, yt)
         if self.dim_weight > 0:
