@@ -2,10 +2,10 @@
 # Issue 17's GPU checks in one call, for a machine with a CUDA GPU and its own torch:
 #   the heads' CUDA tests (tests/test_cuda.py), then the speed table on the GPU.
 #   bash benchmarks/gpu_checks.sh [OUTDIR]
-# Runs from the repository root without installing (PYTHONPATH=src); wheels for missing pure-Python
-# dependencies (entmax) may be given in .whl/ (see /work/.library/device/README.md for this workplace).
+# Runs from the repository root without installing (PYTHONPATH=src), with the machine's own torch;
+# on a machine without a package index, put wheels of the missing dependencies (e.g. entmax) in .whl/.
 set -u
-out=${1:-${OUT:-/tmp/gpu-checks}}
+out=${1:-/tmp/gpu-checks}
 mkdir -p "$out"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
