@@ -41,7 +41,7 @@ if triton is not None:
         ``y = s / eps - w`` (``w_i = n - i``), written as ``out = w + (y - v)`` (the projection
         ``s / eps - v``; exactly ``w`` on a singleton block), and each position's block index.
 
-        Only pass 2, PAV itself, is sequential; the others run on BLOCK positions at a time.
+        Only pass 1, PAV itself, is sequential; the others run on BLOCK positions at a time.
         0. ``y`` into ``y_ptr``; the block-start marks (in ``block_ptr``) cleared.
         1. A stack of blocks (sum, count, start), its top also in registers: each new position
            is pushed as a block of one, after merging into it every block on top of the stack
