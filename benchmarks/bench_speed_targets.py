@@ -96,7 +96,7 @@ def bench_soft_rank(args) -> list[list[str]]:
                   f"{alone['kernel'].ratio_median:.2f}",
                   f"{1e3 * alone['kernel'].median:.3g} ms vs {1e3 * alone['torch.sort'].median:.3g} ms"],
                  ["soft_rank fwd+bwd 2048 x 2048: host synchronisations per call", str(host_syncs(rank_step)),
-                  "counted by torch.cuda.set_sync_debug_mode (one is the NaN check)"],
+                  "counted by torch.cuda.set_sync_debug_mode (both from the NaN check)"],
                  ["soft_rank(check_finite=False) fwd+bwd: host synchronisations per call",
                   str(host_syncs(unchecked_rank_step)), "as DiffKNN calls it"],
                  ["soft_rank (torch path) fwd+bwd: host synchronisations per call", str(host_syncs(torch_path_step)),
