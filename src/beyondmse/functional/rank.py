@@ -10,8 +10,6 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import pav_triton
-
 __all__ = ["soft_rank", "isotonic_decreasing", "blackbox_rank", "rank_normalised"]
 
 
@@ -318,9 +316,9 @@ class _SoftRankFunction(torch.autograd.Function):
         R, n = x.shape
         s, perm = torch.sort(x, dim=1, descending=True, stable=True)
         ctx.eps = eps
-        ctx.by_kernel = USE_TRITON and pav_triton.available(x)
+        ctx.by_kernel = USE_TRITON and x.is_cuda and _pav_triton().available(x)
         if ctx.by_kernel:
-            out_sorted, block = pav_triton.soft_rank_pav(s, eps)
+            out_sorted, block = _pav_triton().soft_rank_pav(s, eps)
             ctx.save_for_backward(perm, block)
             return torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
         keep = torch.ones(R, n, dtype=torch.bool, device=x.device)
@@ -367,6 +365,14 @@ class _SoftRankFunction(torch.autograd.Function):
         if ctx.eps != 1.0:
             gx_sorted.div_(ctx.eps)
         return torch.empty_like(gx_sorted).scatter_(1, perm, gx_sorted), None
+
+
+def _pav_triton():
+    """The Triton kernel's module, imported on the first CUDA call (so that CPU work never
+    imports Triton)."""
+    from . import pav_triton
+
+    return pav_triton
 
 
 def _block_centred(g: Tensor, block: Tensor) -> Tensor:
