@@ -185,6 +185,19 @@ def test_epochs_for_sets_one_datasets_budget(tmp_path):
         load_suite_file(path)
 
 
+def test_max_epochs_next_to_the_suites_epochs_is_refused(tmp_path):
+    # a run's epochs replace its max_epochs: the cap the file asks for would be silently ignored
+    path = tmp_path / "s.toml"
+    for where in ('[params]\nmax_epochs = 400\n', '[[override]]\ndatasets = ["a"]\nmax_epochs = 400\n'):
+        path.write_text('epochs = 200\ndatasets = ["a"]\nmethods = ["ls"]\n' + where)
+        with pytest.raises(ValueError, match="epochs_for"):
+            load_suite_file(path)
+    # without a suite-wide epochs, an override's max_epochs is the cap (the unstructured suite's way)
+    path.write_text('seeds = 1\ndatasets = ["a"]\nmethods = ["ls"]\n[[override]]\ndatasets = ["a"]\nmax_epochs = 60\n')
+    (run,) = load_suite_file(path).runs
+    assert run.epochs is None and run.params["max_epochs"] == 60
+
+
 def test_overrides_families_and_none(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(textwrap.dedent("""

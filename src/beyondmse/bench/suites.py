@@ -470,6 +470,11 @@ def load_suite_file(path: str | Path, seeds: int | Sequence[int] | None = None,
         if not flt:
             raise ValueError(f"{where}: every [[override]] needs a filter ({', '.join(_FILTERS)})")
         overrides.append((flt, {k: _none(v) for k, v in entry.items() if k not in _FILTERS}))
+    if spec.get("epochs") is not None and any("max_epochs" in knobs for knobs in
+                                              [base_params, *(k for _, k in overrides)]):
+        # a run's epochs replace its max_epochs, so the setting would be silently ignored
+        raise ValueError(f"{where}: 'max_epochs' in [params] or [[override]] has no effect next to the suite's "
+                         f"'epochs'; set a dataset's cap with [epochs_for]")
     names = _Methods(strict, skipped)
     methods = names.keep(_as_list(spec.get("methods"), "methods", where))
     methods += [m for m in names.family(_as_list(spec.get("families"), "families", where)) if m not in methods]
