@@ -201,12 +201,28 @@ def _bench_heads_at(args, N: int, kind: str, names: list[str], on_cpu: bool) -> 
 
 
 # ----------------------------------------------------------------------------- 3. memory bank
+def _bank_head(kind: str, bank: torch.Tensor, y: torch.Tensor):
+    """The head of a bank row ``"nca-softstep-g[-faiss][@l0][+trained]"``, its memory filled on
+    the bank's device: the torch (dense) or faiss search, SoftStep's l0; "trained" sets the
+    training neighbor-set size of batch 256 (lo is then the expected minimum of a 255-point subset)."""
+    kind, trained = kind.removesuffix("+trained"), kind.endswith("+trained")
+    name, _, l0 = kind.partition("@")
+    params = {"trunk": "identity", "softstep_l0": float(l0 or 0.5),
+              "search": "faiss" if name.endswith("-faiss") else "dense"}
+    model, _ = build_model("nca-softstep-g", bank.shape[1], 1, params)
+    head = model.head.to(bank.device).eval()
+    head.fit_memory(bank, y)
+    if trained:
+        head.fit_neighbors.fill_(255)
+    return head
+
+
 def bank_child(kind: str, m: int, q: int, d: int, threads: int, device: str = "cpu") -> dict:
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
-    bank, zq = torch.randn(m, d, generator=gen), torch.randn(q, d, generator=gen)
+    bank, zq, y = torch.randn(m, d, generator=gen), torch.randn(q, d, generator=gen), torch.rand(m, 1, generator=gen)
     if device != "cpu":
-        return _bank_child_gpu(kind, bank.to(device), zq.to(device), torch.rand(m, 1, generator=gen).to(device))
+        return _bank_child_gpu(kind, bank.to(device), zq.to(device), y.to(device))
     if kind == "faiss-flat-top32":
         import faiss
 
@@ -217,17 +233,9 @@ def bank_child(kind: str, m: int, q: int, d: int, threads: int, device: str = "c
         before = _reset_peak()
         t0 = time.perf_counter()
         index.search(zq.numpy(), 32)
-    else:  # "nca-softstep-g[-faiss][@l0][+trained]": the torch (dense) or faiss search, SoftStep's l0
-        kind, trained = kind.removesuffix("+trained"), kind.endswith("+trained")
-        name, _, l0 = kind.partition("@")
-        params = {"trunk": "identity", "softstep_l0": float(l0 or 0.5),
-                  "search": "faiss" if name.endswith("-faiss") else "dense"}
-        model, _ = build_model("nca-softstep-g", d, 1, params)
-        head = model.head.eval()
+    else:
+        head = _bank_head(kind, bank, y)
         head.query_chunk_size = 256
-        head.fit_memory(bank, torch.rand(m, 1, generator=gen))
-        if trained:  # as after training at batch 256: lo is the expected minimum of a 255-point subset
-            head.fit_neighbors.fill_(255)
         with torch.no_grad():
             head(zq[:8])  # warm-up
             before = _reset_peak()
@@ -247,14 +255,7 @@ def _bank_child_gpu(kind: str, bank, zq, y) -> dict:
             for i in range(0, len(q), 256):
                 squared_distances(q[i:i + 256], bank).topk(32, dim=1, largest=False)
     else:
-        kind, trained = kind.removesuffix("+trained"), kind.endswith("+trained")
-        _, _, l0 = kind.partition("@")
-        model, _ = build_model("nca-softstep-g", bank.shape[1], 1, {"trunk": "identity", "softstep_l0": float(l0 or 0.5)})
-        head = model.head.to(dev).eval()
-        head.fit_memory(bank, y)
-        if trained:
-            head.fit_neighbors.fill_(255)
-        run = head
+        run = _bank_head(kind, bank, y)
     with torch.no_grad():
         run(zq[:8])  # warm-up
         torch.cuda.synchronize(dev)

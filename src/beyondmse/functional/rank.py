@@ -316,9 +316,10 @@ class _SoftRankFunction(torch.autograd.Function):
         R, n = x.shape
         s, perm = torch.sort(x, dim=1, descending=True, stable=True)
         ctx.eps = eps
-        ctx.by_kernel = USE_TRITON and x.is_cuda and _pav_triton().available(x)
+        kernel = _pav_triton() if USE_TRITON and x.is_cuda else None
+        ctx.by_kernel = kernel is not None and kernel.available(x)
         if ctx.by_kernel:
-            out_sorted, block = _pav_triton().soft_rank_pav(s, eps)
+            out_sorted, block = kernel.soft_rank_pav(s, eps)
             ctx.save_for_backward(perm, block)
             return torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
         keep = torch.ones(R, n, dtype=torch.bool, device=x.device)
@@ -354,14 +355,12 @@ class _SoftRankFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        if ctx.by_kernel:
-            perm, block = ctx.saved_tensors
-            gs = grad.gather(1, perm)
-            gx_sorted = _block_centred(gs, block.long())
-        else:
-            perm, length, *active = ctx.saved_tensors
-            gs = grad.gather(1, perm)
-            gx_sorted = _Fit(active[0] if active else None, length, None).average(gs)
+        perm, *fit = ctx.saved_tensors
+        gs = grad.gather(1, perm)
+        if ctx.by_kernel:  # fit: the block index of each position
+            gx_sorted = _block_centred(gs, fit[0].long())
+        else:  # fit: the block lengths, and the active positions when rows were split
+            gx_sorted = _Fit(fit[1] if len(fit) > 1 else None, fit[0], None).average(gs)
         if ctx.eps != 1.0:
             gx_sorted.div_(ctx.eps)
         return torch.empty_like(gx_sorted).scatter_(1, perm, gx_sorted), None
@@ -377,7 +376,8 @@ def _pav_triton():
 
 def _block_centred(g: Tensor, block: Tensor) -> Tensor:
     """``g`` (R, n) minus its mean over each block, blocks given by index (R, n) int64; the sums
-    in float64, the result in g's dtype (exactly 0 on singleton blocks)."""
+    in float64, the result in g's dtype (exactly 0 on singleton blocks). :meth:`_Fit.average`
+    for block indices: dense, so it needs no block count from the device."""
     g64 = g.to(torch.float64)
     sums = torch.zeros_like(g64).scatter_add_(1, block, g64)
     counts = torch.zeros_like(g64).scatter_add_(1, block, torch.ones_like(g64))
