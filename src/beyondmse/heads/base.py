@@ -30,6 +30,8 @@ class Head(Configurable, nn.Module):
     target_dim: int
     #: True for heads whose inference path needs :meth:`fit_memory` first.
     needs_memory: bool = False
+    #: True for heads that implement :meth:`predict_distribution` (codec and neighbor heads).
+    has_distribution: bool = False
 
     def forward(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -166,6 +166,8 @@ class Codec(Head):
     learns_decoder: ClassVar[bool] = False
     #: the encoder is trained with the classifier (codecs that have one)
     learns_encoder: ClassVar[bool] = False
+    #: class probabilities over the centres give a predictive distribution (:meth:`predict_distribution`)
+    has_distribution = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -248,6 +248,7 @@ class _NeighborHead(Head):
     """Shared memory-bank plumbing for :class:`NCA` and :class:`DiffKNN`."""
 
     needs_memory = True
+    has_distribution = True
 
     def __init__(self, in_features: int, target_dim: int, similarity: Similarity | None,
                  chunk_size: int, query_chunk_size: int, search: str = "dense", search_k: int = 1024):

@@ -12,8 +12,32 @@ from ..heads.base import Head, LossOutput
 from ..regularizers.base import Regularizer
 
 
+#: What :meth:`RegressionModel.forward` predicts: the head's own point (the mean of its
+#: predictive distribution for codec and neighbor heads), or that distribution's median.
+POINTS = ("mean", "median")
+
+
+def check_point(point: str, head: Head) -> str:
+    """``point`` if it is one of :data:`POINTS` and ``head`` can give it, else ValueError.
+
+    The median needs a predictive distribution, which only the codec and neighbor heads have
+    (:attr:`Head.has_distribution`)."""
+    if point not in POINTS:
+        raise ValueError(f"unknown point {point!r}; expected one of {POINTS}")
+    if point == "median" and not head.has_distribution:
+        raise ValueError(f"point='median' needs a head with a predictive distribution (a codec or neighbor "
+                         f"head); {type(head).__name__} predicts a point only")
+    return point
+
+
 class RegressionModel(nn.Module):
     """``x -> z = trunk(x) -> head(z)``.
+
+    ``point`` chooses the prediction. The mean of the predictive distribution (``"mean"``, every
+    head's own output) minimises the expected squared error; its median (``"median"``) minimises
+    the expected absolute error, so it is the point to report when a model is judged by MAE. The
+    difference matters most where targets take few values (e.g. quality scores): a median lands
+    on a level where a mean falls between two.
 
     The training objective is ``head.loss(z, y).total + sum(r(z, y) for r in regularizers)``;
     every part is returned by name in :meth:`training_loss` so the Trainer can log it. Inside a
@@ -21,11 +45,13 @@ class RegressionModel(nn.Module):
     (:func:`beyondmse.distributed.gather_batch`), so the batch-level losses see the global batch.
     """
 
-    def __init__(self, trunk: nn.Module, head: Head, regularizers: Iterable[Regularizer] = ()):
+    def __init__(self, trunk: nn.Module, head: Head, regularizers: Iterable[Regularizer] = (),
+                 point: str = "mean"):
         super().__init__()
         self.trunk = trunk
         self.head = head
         self.regularizers = nn.ModuleList(regularizers)
+        self.point = check_point(point, head)
 
     @property
     def target_dim(self) -> int:
@@ -36,8 +62,13 @@ class RegressionModel(nn.Module):
         return self.trunk(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Predictions ``(N, m)``."""
-        return self.head(self.trunk(x))
+        """Predictions ``(N, m)``: the head's own (``point="mean"``), or the median of its
+        predictive distribution (``point="median"``; computed without gradient)."""
+        z = self.trunk(x)
+        if self.point == "median":
+            with torch.no_grad():
+                return self.head.predict_distribution(z).quantile(0.5).to(z.dtype)
+        return self.head(z)
 
     def predict_distribution(self, x: Tensor, **options):
         """The head's predictive distribution on ``trunk(x)`` (a

@@ -225,7 +225,9 @@ def split_params(name: str, params: Mapping[str, Any] | None) -> tuple[dict, dic
             raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {name!r}; known: {sorted(peer.knobs)}")
         return {}, {}, {**peer.knobs, **params}
     recipe = RECIPES[base]
-    knob_defaults = dict(recipe.knobs)
+    # ``point`` (mean or median of the predictive distribution) is a knob of every torch method;
+    # build_model refuses the median for a head that has no distribution
+    knob_defaults = {"point": "mean", **recipe.knobs}
     for s in suffixes:
         knob_defaults.update(REGULARIZERS[s].knobs)
     trunk = {**recipe.trunk, **{k: v for k, v in params.items() if k in TRUNK_KEYS}}
@@ -281,4 +283,5 @@ def build_model(name: str, input_shape: tuple[int, ...] | int, target_dim: int,
     regs = list(recipe.make_regularizers(own))
     regs += [REGULARIZERS[s].make({k: v for k, v in knobs.items() if k in REGULARIZERS[s].knobs}) for s in suffixes]
     # after the head exists: the coordinate protocol re-initialises every Linear, the head's too
-    return init_weights_(RegressionModel(trunk, head, regs), weight_init), trainer_kw
+    model = RegressionModel(trunk, head, regs, point=knobs["point"])
+    return init_weights_(model, weight_init), trainer_kw
