@@ -75,6 +75,27 @@ def main() -> None:
             print(f"| {m} | | " + " | ".join(text((d, m, k)) for k in (5, 15, 25)) + " |")
         print()
 
+    for k in (5, 15, 25):
+        print(f"### k = {k}: each method over `ls`, ratio of mean test {args.metric} over common seeds, paired t at 5%\n")
+        methods = [m for m in SINGLE + CODECS if m != "ls"]
+        print("| dataset | `ls` | " + " | ".join(methods) + " |\n|---|---|" + "---|" * len(methods))
+        for d in datasets:
+            base = ours.get((d, "ls", None))
+            if not base:
+                continue
+            cells = []
+            for m in methods:
+                runs = ours.get((d, m, None if m in SINGLE else k))
+                seeds = sorted(set(runs or {}) & set(base))
+                if not seeds:
+                    cells.append("–")
+                    continue
+                ratio = sum(runs[s] for s in seeds) / sum(base[s] for s in seeds)
+                verdict = _verdict(runs, base, sign)
+                cells.append(f"{ratio:.3f}" + ("" if verdict == "level" else f" {verdict}"))
+            print(f"| {d} | {_mean(base):.4f} | " + " | ".join(cells) + " |")
+        print()
+
     print("### The paper's orderings\n")
     print("Ours: paired t-test over seeds at 5% (level: not significant); the paper: its printed means.\n")
     print("| dataset | k | e2e-codec best of the paper's codecs: ours / paper | soft-bin vs hard-bin: ours / paper "
