@@ -19,7 +19,7 @@ import argparse
 from collections import defaultdict
 
 from beyondmse.bench import get_suite
-from beyondmse.bench.stats import paired_test
+from beyondmse.bench.stats import lower_is_better, paired_verdict
 from beyondmse.bench.store import ResultStore
 
 TABLE = {"mae": 3, "rmse": 4, "r2": 5}
@@ -55,7 +55,7 @@ def main() -> None:
     paper = {(p.dataset, p.method, p.params.get("k")): p.value
              for p in suite.published if p.metric == args.metric}
     datasets = list(dict.fromkeys(r.dataset_name for r in suite.runs))
-    sign = -1.0 if args.metric == "r2" else 1.0  # lower is better, after the sign
+    lower = lower_is_better(args.metric)
 
     def text(cell: tuple) -> str:
         mine, pub = ours.get(cell), paper.get(cell)
@@ -91,7 +91,7 @@ def main() -> None:
                     cells.append("–")
                     continue
                 ratio = sum(runs[s] for s in seeds) / sum(base[s] for s in seeds)
-                verdict = _verdict(runs, base, sign)
+                verdict = _verdict(runs, base, lower)
                 cells.append(f"{ratio:.3f}" + ("" if verdict == "level" else f" {verdict}"))
             print(f"| {d} | {_mean(base):.4f} | " + " | ".join(cells) + " |")
         print()
@@ -107,49 +107,47 @@ def main() -> None:
             if not mine and not printed:
                 continue
             cells = [
-                f"{_best_ours(mine, sign)} / {_best_printed(printed, sign)}",
-                f"{_verdict(mine.get('soft-bin'), mine.get('hard-bin'), sign)} / "
-                f"{_printed(printed.get('soft-bin'), printed.get('hard-bin'), sign)}",
-                f"{_verdict(ours.get((d, 'ls-softmax', k)), ours.get((d, 'ls', None)), sign)} / "
-                f"{_printed(paper.get((d, 'ls-softmax', k)), paper.get((d, 'ls', None)), sign)}",
+                f"{_best_ours(mine, lower)} / {_best_printed(printed, lower)}",
+                f"{_verdict(mine.get('soft-bin'), mine.get('hard-bin'), lower)} / "
+                f"{_printed(printed.get('soft-bin'), printed.get('hard-bin'), lower)}",
+                f"{_verdict(ours.get((d, 'ls-softmax', k)), ours.get((d, 'ls', None)), lower)} / "
+                f"{_printed(paper.get((d, 'ls-softmax', k)), paper.get((d, 'ls', None)), lower)}",
             ]
             print(f"| {d} | {k} | " + " | ".join(cells) + " |")
 
 
-def _best_ours(runs: dict[str, dict[int, float]], sign: float) -> str:
+def _best_ours(runs: dict[str, dict[int, float]], lower: bool) -> str:
     """``yes`` when e2e-codec has the best mean; else the best method and how e2e-codec compares."""
     if "e2e-codec" not in runs or len(runs) < 2:
         return "–"
-    winner = min(runs, key=lambda m: sign * _mean(runs[m]))
+    winner = (min if lower else max)(runs, key=lambda m: _mean(runs[m]))
     if winner == "e2e-codec":
         return "yes"
-    return f"no, {winner} (e2e {_verdict(runs['e2e-codec'], runs[winner], sign)})"
+    return f"no, {winner} (e2e {_verdict(runs['e2e-codec'], runs[winner], lower)})"
 
 
-def _best_printed(values: dict[str, float], sign: float) -> str:
+def _best_printed(values: dict[str, float], lower: bool) -> str:
     if "e2e-codec" not in values or len(values) < 2:
         return "–"
-    best = min(sign * v for v in values.values())
-    winners = [m for m, v in values.items() if sign * v == best]
+    best = (min if lower else max)(values.values())
+    winners = [m for m, v in values.items() if v == best]
     if winners == ["e2e-codec"]:
         return "yes"
     return "tie" if "e2e-codec" in winners else f"no, {', '.join(winners)}"
 
 
-def _verdict(a: dict[int, float] | None, b: dict[int, float] | None, sign: float) -> str:
+def _verdict(a: dict[int, float] | None, b: dict[int, float] | None, lower: bool) -> str:
     """``a`` against ``b`` (seed -> metric): better, worse or level at 5%, paired over common seeds."""
     if not a or not b:
         return "–"
-    test = paired_test(a, b)
-    if not test["p_t"] < 0.05:
-        return "level" if test["n"] >= 2 else "1 seed"
-    return "better" if sign * test["mean_diff"] < 0 else "worse"
+    verdict, _ = paired_verdict(a, b, lower)
+    return "1 seed" if verdict == "few" else verdict
 
 
-def _printed(a: float | None, b: float | None, sign: float) -> str:
+def _printed(a: float | None, b: float | None, lower: bool) -> str:
     if a is None or b is None:
         return "–"
-    return "level" if a == b else ("better" if sign * (a - b) < 0 else "worse")
+    return "level" if a == b else ("better" if (a < b) == lower else "worse")
 
 
 if __name__ == "__main__":

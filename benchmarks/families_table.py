@@ -12,7 +12,7 @@ import argparse
 import math
 from collections import defaultdict
 
-from beyondmse.bench.stats import paired_test
+from beyondmse.bench.stats import paired_verdict
 from beyondmse.bench.store import ResultStore
 
 PAIRS = [("nca-softstep-g", "nca"), ("nca-softstep-i", "nca")]
@@ -25,9 +25,8 @@ def _cell(a: dict[int, float], b: dict[int, float]) -> str:
     ratio = sum(a[s] for s in seeds) / sum(b[s] for s in seeds)
     if len(seeds) < 2:
         return f"{ratio:.3f} (seed {seeds[0]})"
-    p = paired_test(a, b)["p_t"]
-    verdict = "n.s." if not p < 0.05 else ("better" if ratio < 1 else "worse")
-    return f"{ratio:.3f} {verdict} (p {p:.3f}, n {len(seeds)})"
+    verdict, test = paired_verdict(a, b)
+    return f"{ratio:.3f} {'n.s.' if verdict == 'level' else verdict} (p {test['p_t']:.3f}, n {len(seeds)})"
 
 
 def main() -> None:

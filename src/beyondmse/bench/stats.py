@@ -154,6 +154,15 @@ def paired_test(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, flo
     return out
 
 
+def paired_verdict(a: Mapping[int, float], b: Mapping[int, float], lower: bool = True) -> tuple[str, dict[str, float]]:
+    """``a`` against ``b`` (seed -> metric) by :func:`paired_test` at 5%: ``("better" | "worse" |
+    "level" | "few", test)``, "few" with fewer than 2 common seeds; ``lower``: lower is better."""
+    test = paired_test(a, b)
+    if test["p_t"] < 0.05:  # NaN (too few pairs) compares false
+        return ("better" if (test["mean_diff"] < 0) == lower else "worse"), test
+    return ("level" if test["n"] >= 2 else "few"), test
+
+
 def compare_to_baseline(records: Sequence[Mapping[str, Any]], baseline: str, metric: str = "mae",
                         metrics: Sequence[str] = ("mae", "rmse", "r2")) -> list[dict]:
     """:func:`aggregate` rows plus, per dataset, the comparison of each method with ``baseline``.
@@ -203,13 +212,8 @@ def compare_to_baseline(records: Sequence[Mapping[str, Any]], baseline: str, met
         row["norm_ci2"] = row[f"{metric}_ci2"] / abs(bm) if bm else math.nan
         if row["method"] == b["method"]:
             continue
-        test = paired_test(per_seed[(row["dataset"], row["method"])], per_seed[(row["dataset"], b["method"])])
+        verdict, test = paired_verdict(per_seed[(row["dataset"], row["method"])],
+                                       per_seed[(row["dataset"], b["method"])], lower)
         row.update(p_t=test["p_t"], p_wilcoxon=test["p_wilcoxon"], mean_diff=test["mean_diff"], n_pairs=test["n"])
-        if math.isfinite(test["p_t"]) and test["p_t"] < 0.05:
-            better = test["mean_diff"] < 0 if lower else test["mean_diff"] > 0
-            row["verdict"] = "better" if better else "worse"
-        elif test["n"] >= 2:
-            row["verdict"] = "no significant difference"
-        else:
-            row["verdict"] = "too few seeds to test"
+        row["verdict"] = {"level": "no significant difference", "few": "too few seeds to test"}.get(verdict, verdict)
     return rows
